@@ -1,0 +1,313 @@
+"""``ferxai attribute``: explain one (network, fold, expression)'s positives into an HDF5 stack."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferxai import __version__
+from ferxai.attribution.settings import METHODS, check_method, resolve_settings
+from ferxai.constants import EXPRESSIONS
+from ferxai.errors import ConfigError, DataError
+from ferxai.io import Stack, read_csv, write_stack
+
+log = logging.getLogger("ferxai.attribution")
+
+POSITIVE_COLUMNS = ("image_id", "true_label", "predicted", "probability")
+# Images loaded, explained and released together: bounds memory for any number of positives.
+IMAGES_PER_CHUNK = 32
+
+
+@dataclass
+class AttributeJob:
+    """Everything one ``attribute`` job needs; the CLI flags map one to one onto it."""
+
+    model: str
+    weights: str | None
+    input_size: int
+    dataset: Path
+    positives: Path
+    expression: str
+    fold: int
+    method: str
+    settings: dict[str, Any]
+    seed: int
+    out: Path
+    device: str = "auto"
+    threads: int | None = None
+    randomize: bool = False
+
+
+def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="network name, e.g. ResNet50")
+    parser.add_argument(
+        "--weights", required=True, help="trained state dict (model.pt), or 'none' for no weights"
+    )
+    parser.add_argument(
+        "--randomize",
+        action="store_true",
+        help="re-initialize all weights from --seed (model-randomization sanity check)",
+    )
+    parser.add_argument("--input-size", type=int, required=True, help="network input size (px)")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset.csv from prepare")
+    parser.add_argument("--positives", type=Path, required=True, help="positives CSV to explain")
+    parser.add_argument("--expression", required=True, choices=EXPRESSIONS)
+    parser.add_argument("--fold", type=int, required=True)
+    parser.add_argument("--method", default="lime", choices=METHODS)
+    parser.add_argument("--settings", default="{}", help="JSON object of method settings")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (image i uses seed + i)")
+    parser.add_argument("--out", type=Path, required=True, help="output HDF5 stack")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
+
+
+def cli_attribute(args: argparse.Namespace) -> None:
+    job = AttributeJob(
+        model=args.model,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        input_size=args.input_size,
+        dataset=args.dataset,
+        positives=args.positives,
+        expression=args.expression,
+        fold=args.fold,
+        method=args.method,
+        settings=parse_settings(args.settings),
+        seed=args.seed,
+        out=args.out,
+        device=args.device,
+        threads=args.threads,
+        randomize=args.randomize,
+    )
+    run_attribute(job)
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings: not valid JSON ({exc}); give a JSON object.") from exc
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--settings: expected a JSON object, got {type(settings).__name__}.")
+    return settings
+
+
+def run_attribute(job: AttributeJob) -> Stack:
+    """Explain every positive of ``job`` and write the stack atomically to ``job.out``."""
+    settings = _job_settings(job)
+    positives = read_positives(job.positives)
+    paths = image_paths(job.dataset, [row["image_id"] for row in positives], job.positives)
+    attrs = {
+        "method": job.method,
+        "network": job.model,
+        "fold": job.fold,
+        "expression": job.expression,
+        "checkpoint_sha256": sha256_file(job.weights) if job.weights else "none",
+        "ferxai_version": __version__,
+        "seed": job.seed,
+        "randomized": job.randomize,
+        "input_size": job.input_size,
+    }
+    if not positives:
+        stack = _empty_stack(job.input_size, {**attrs, "settings": settings, "empty": True})
+        write_stack(job.out, stack)
+        log.info("attribute: %s has no positives; wrote an empty stack %s", job.positives, job.out)
+        return stack
+    return _explain_positives(job, settings, positives, paths, attrs)
+
+
+def _job_settings(job: AttributeJob) -> dict[str, Any]:
+    check_method(job.method)
+    if job.expression not in EXPRESSIONS:
+        raise ConfigError(
+            f"expression {job.expression!r} is unknown; use one of {', '.join(EXPRESSIONS)}."
+        )
+    settings = dict(job.settings)
+    if "seed" in resolve_settings(job.method):
+        settings["seed"] = job.seed  # --seed is the one seed of a job
+    return resolve_settings(job.method, settings)
+
+
+def _explain_positives(job, settings, positives, paths, attrs) -> Stack:
+    import torch
+
+    from ferxai.attribution import create_explainer
+    from ferxai.device import configure_threads, select_device
+
+    configure_threads(job.threads)
+    device = select_device(job.device)
+    model = load_model(job, device)
+    explainer = create_explainer(job.method, model, **settings)
+    started = time.perf_counter()
+    chunks = []
+    for start in range(0, len(positives), IMAGES_PER_CHUNK):
+        chunks.append(_explain_chunk(explainer, model, job, paths, positives, start))
+        done = min(start + IMAGES_PER_CHUNK, len(positives))
+        elapsed = time.perf_counter() - started
+        log.info(
+            "attribute %s %s fold %d %s: %d/%d images, %.2f s/image",
+            job.method, job.model, job.fold, job.expression, done, len(positives), elapsed / done,
+        )  # fmt: skip
+    maps = torch.cat([c["maps"] for c in chunks]).numpy()
+    extras = {}
+    if chunks[0]["segments"] is not None:
+        extras["segments"] = torch.cat([c["segments"] for c in chunks]).numpy().astype(np.int16)
+    probabilities = np.concatenate([c["probabilities"] for c in chunks])
+    predicted = probabilities.argmax(axis=1)
+    listed = np.array([int(row["predicted"]) for row in positives])
+    if (predicted != listed).any() and not job.randomize:
+        log.warning(
+            "attribute: %d of %d images are predicted differently than %s says; "
+            "are --weights the checkpoint the positives were selected with?",
+            int((predicted != listed).sum()),
+            len(listed),
+            job.positives,
+        )
+    attrs.update(settings=settings, precision=explainer.precision, device=str(device))
+    attrs["empty"] = False
+    fidelity = [c["bf16_max_prob_diff"] for c in chunks if c["bf16_max_prob_diff"] is not None]
+    if fidelity:
+        attrs["bf16_max_prob_diff"] = float(max(fidelity))
+    stack = Stack(
+        maps=maps.astype(np.float32),
+        image_id=[row["image_id"] for row in positives],
+        true_label=np.array([int(row["true_label"]) for row in positives]),
+        predicted=predicted,
+        probabilities=probabilities,
+        attrs=attrs,
+        extras=extras,
+    )
+    write_stack(job.out, stack)
+    return stack
+
+
+def _explain_chunk(explainer, model, job: AttributeJob, paths, positives, start: int) -> dict:
+    """Load, classify and explain images [start, start + IMAGES_PER_CHUNK) of the positives."""
+    import torch
+
+    from ferxai.data.images import load_batch
+    from ferxai.device import autocast
+
+    stop = min(start + IMAGES_PER_CHUNK, len(positives))
+    images = torch.from_numpy(load_batch(paths[start:stop], job.input_size))
+    device = explainer.device
+    with torch.inference_mode():
+        batch = images.to(device).contiguous(memory_format=torch.channels_last)
+        probabilities = torch.softmax(model(batch).float(), dim=1)
+        fidelity = None
+        if explainer.precision == "bf16":
+            # How far bf16 moves the probabilities LIME regresses on, for the job's record.
+            with autocast(device, "bf16"):
+                low = torch.softmax(model(batch).float(), dim=1)
+            fidelity = float((low - probabilities).abs().max())
+    target = torch.full((stop - start,), EXPRESSIONS.index(job.expression), dtype=torch.long)
+    explanation = explainer.explain(
+        images, target, seeds=[job.seed + i for i in range(start, stop)]
+    )
+    return {
+        "maps": explanation.maps,
+        "segments": explanation.segments,
+        "probabilities": probabilities.cpu().numpy(),
+        "bf16_max_prob_diff": fidelity,
+    }
+
+
+def load_model(job: AttributeJob, device):
+    """The network with ``job.weights`` loaded (or re-initialized from the seed), in eval mode."""
+    import torch
+
+    from ferxai.models import create_model
+
+    model = create_model(job.model, input_size=job.input_size)
+    if job.weights:
+        model.load_state_dict(read_weights(job.weights, job.model))
+    if job.randomize:
+        randomize_weights(model, job.seed)
+    elif not job.weights:
+        log.warning("attribute: --weights none: explaining an untrained %s", job.model)
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def read_weights(path: str, network: str) -> dict:
+    import torch
+
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"--weights {path}: no such file. Train {network} first (ferxai train) or pass the "
+            "path of its model.pt."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ConfigError(
+            f"--weights {path}: cannot read it as a torch state dict ({exc}). "
+            "Delete it and rerun the train job for this network and fold."
+        ) from exc
+
+
+def randomize_weights(model, seed: int) -> None:
+    """Re-initialize every layer from ``seed`` (Adebayo et al.'s full model randomization)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def read_positives(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: positives file not found; run the positives stage first.")
+    rows = read_csv(path)
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().strip().split(",")
+    missing = [c for c in POSITIVE_COLUMNS if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; a positives file has "
+            f"{','.join(POSITIVE_COLUMNS)}. Rerun the positives stage."
+        )
+    return rows
+
+
+def image_paths(dataset: Path, image_ids: list[str], positives: Path) -> list[str]:
+    if not dataset.is_file():
+        raise DataError(f"{dataset}: dataset table not found; run ferxai prepare first.")
+    path_of = {row["image_id"]: row["path"] for row in read_csv(dataset)}
+    unknown = [i for i in image_ids if i not in path_of]
+    if unknown:
+        raise DataError(
+            f"{positives}: {len(unknown)} image id(s) not in {dataset} (first: {unknown[0]!r}); "
+            "the positives come from another dataset. Rerun evaluate and positives."
+        )
+    return [path_of[i] for i in image_ids]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    if not Path(path).is_file():
+        raise ConfigError(f"--weights {path}: no such file; pass the trained model.pt or 'none'.")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _empty_stack(size: int, attrs: dict[str, Any]) -> Stack:
+    return Stack(
+        maps=np.zeros((0, size, size), np.float32),
+        image_id=[],
+        true_label=np.zeros(0, np.int64),
+        predicted=np.zeros(0, np.int64),
+        probabilities=np.zeros((0, len(EXPRESSIONS)), np.float32),
+        attrs=attrs,
+    )

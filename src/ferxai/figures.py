@@ -1,0 +1,303 @@
+"""Figures for the report: heatmap grid, ground-truth masks, sorted metric bars, dendrograms,
+similarity matrices, bootstrap intervals and the sanity check. Matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ferxai.constants import EXPRESSIONS, NETWORKS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
+from ferxai.io import read_csv, save_figure
+
+log = logging.getLogger(__name__)
+
+SCRATCH_COLOUR = "#d95f02"
+PRETRAINED_COLOUR = "#1b9e77"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def network_order(names: Sequence[str]) -> list[str]:
+    """The paper's network order for known names, then any other name alphabetically."""
+    known = [n for n in NETWORKS if n in names]
+    return known + sorted(set(names) - set(known))
+
+
+def _colour(label: str) -> str:
+    """Orange for the from-scratch networks, green for the pre-trained ones, black otherwise.
+
+    Leaf labels such as ``WeiNet_CV2`` or ``WeiNet_Anger`` are coloured by their network.
+    """
+    network = label.split("_")[0]
+    if network in SCRATCH_NETWORKS:
+        return SCRATCH_COLOUR
+    return PRETRAINED_COLOUR if network in PRETRAINED_NETWORKS else "black"
+
+
+def plot_dendrogram(clustering, title: str, path: str | os.PathLike) -> None:
+    """Dendrogram as the paper: leaves and labels on the left, distance axis 0–1 to the right."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    plt = _pyplot()
+    n = len(clustering.labels)
+    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.28 * n + 1.2)))
+    if n >= 2:
+        dendrogram(
+            clustering.linkage,
+            labels=clustering.labels,
+            orientation="right",
+            color_threshold=0,
+            above_threshold_color="black",
+            ax=ax,
+        )
+        for tick in ax.get_yticklabels():
+            tick.set_color(_colour(tick.get_text()))
+        ax.set_xlim(0, max(1.0, float(np.max(clustering.linkage[:, 2])) * 1.02))
+    else:
+        ax.text(0.5, 0.5, "fewer than 2 heatmaps to cluster", ha="center", va="center")
+        ax.set_xlim(0, 1)
+        ax.set_yticks([])
+    ax.set_xlabel("distance (1 − normalized correlation)")
+    ax.set_title(title)
+    if clustering.excluded:
+        note = "left out (empty/constant): " + ", ".join(clustering.excluded)
+        fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
+    save_figure(fig, path)
+
+
+def plot_matrix(
+    matrix: np.ndarray, labels: Sequence[str], title: str, path: str | os.PathLike
+) -> None:
+    """Annotated square matrix (values in [-1, 1] or [0, 1]); NaN cells are left blank."""
+    plt = _pyplot()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(0.55 * n + 2.5, 0.5 * n + 2))
+    low = -1.0 if np.nanmin(np.nan_to_num(matrix, nan=0.0)) < 0 else 0.0
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=low, vmax=1.0)
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    for (i, j), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            colour = "white" if value < (low + 1.0) / 2 else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_sorted_bars(
+    rows: Sequence[Mapping], metric: str, path: str | os.PathLike, subtitle: str = ""
+) -> None:
+    """One panel per expression, networks sorted by ``metric`` (best on top); NaN shown as 'empty'."""
+    plt = _pyplot()
+    expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)] or [""]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), squeeze=False)
+    finite = [float(r[metric]) for r in rows if np.isfinite(float(r[metric]))]
+    # One scale for every panel, so bars compare across expressions.
+    x_max = 1.0 if metric != "iou" else min(1.0, max(0.5, max(finite, default=0) * 1.2))
+    for ax, expr in zip(axes.ravel(), expressions):
+        values = {r["network"]: float(r[metric]) for r in rows if r["expression"] == expr}
+        order = sorted(values, key=lambda n: (np.isnan(values[n]), -np.nan_to_num(values[n])))
+        order = order[::-1]  # barh draws from the bottom
+        heights = [0.0 if np.isnan(values[n]) else values[n] for n in order]
+        ax.barh(order, heights, color=[_colour(n) for n in order])
+        for y, name in enumerate(order):
+            text = "empty" if np.isnan(values[name]) else f"{values[name]:.3f}"
+            ax.text(heights[y] + 0.005, y, text, va="center", fontsize=7)
+        ax.set_xlim(0, x_max)
+        ax.set_title(expr)
+        ax.tick_params(axis="y", labelsize=8)
+    for ax in axes.ravel()[len(expressions) :]:
+        ax.axis("off")
+    fig.suptitle(f"{metric.upper()} per network ({subtitle})" if subtitle else metric.upper())
+    # Fixed margins: tight_layout costs seconds per figure and the layout never changes.
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.9, bottom=0.06, wspace=0.55, hspace=0.25)
+    save_figure(fig, path, dpi=100)
+
+
+def heatmap_grid(
+    heatmaps: Mapping[tuple[str, str], np.ndarray], path: str | os.PathLike, title: str = ""
+) -> None:
+    """Networks (rows) × expressions (columns) JET heatmaps, labelled."""
+    from ferxai.aggregate import jet_rgb
+
+    plt = _pyplot()
+    networks = network_order(sorted({k[0] for k in heatmaps}))
+    expressions = [e for e in EXPRESSIONS if any(k[1] == e for k in heatmaps)]
+    fig, axes = plt.subplots(
+        len(networks),
+        len(expressions),
+        figsize=(1.5 * len(expressions) + 1.2, 1.85 * len(networks) + 0.6),
+        squeeze=False,
+    )
+    for i, net in enumerate(networks):
+        for j, expr in enumerate(expressions):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            image = heatmaps.get((net, expr))
+            if image is None or not np.any(image):
+                ax.text(
+                    0.5,
+                    0.5,
+                    "empty" if image is not None else "missing",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                )
+            else:
+                ax.imshow(jet_rgb(image))
+            if i == 0:
+                ax.set_title(expr, fontsize=10)
+            if j == 0:
+                ax.set_ylabel(net, fontsize=9, color=_colour(net))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def gt_masks_figure(masks: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
+    """The ground-truth masks side by side."""
+    plt = _pyplot()
+    names = [e for e in EXPRESSIONS if e in masks]
+    fig, axes = plt.subplots(1, len(names), figsize=(1.8 * len(names), 2.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.imshow(masks[name], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_iou_ci(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
+    """IoU with its bootstrap 95 % interval, one panel per expression."""
+    plt = _pyplot()
+    expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), squeeze=False)
+    for ax, expr in zip(axes.ravel(), expressions):
+        sub = [r for r in rows if r["expression"] == expr]
+        names = network_order([r["network"] for r in sub])
+        by_name = {r["network"]: r for r in sub}
+        iou = np.array([float(by_name[n]["iou"]) for n in names])
+        low = np.array([float(by_name[n]["iou_ci_low"]) for n in names])
+        high = np.array([float(by_name[n]["iou_ci_high"]) for n in names])
+        err = np.vstack([np.clip(iou - low, 0, None), np.clip(high - iou, 0, None)])
+        ax.errorbar(
+            np.nan_to_num(iou),
+            range(len(names)),
+            xerr=np.nan_to_num(err),
+            fmt="o",
+            capsize=3,
+            color="black",
+        )
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_title(expr)
+    for ax in axes.ravel()[len(expressions) :]:
+        ax.axis("off")
+    fig.suptitle("Otsu IoU with bootstrap 95 % CI (resampled explained images)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_sanity(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
+    """Trained vs randomized IoU side by side, one group per network × expression."""
+    plt = _pyplot()
+    labels = [f"{r['network']}\n{r['expression']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
+    for offset, name, colour in ((-0.2, "trained", "#1b9e77"), (0.2, "randomized", "#7570b3")):
+        values = [float(r[f"iou_{name}"]) for r in rows]
+        ax.bar(x + offset, np.nan_to_num(values), width=0.4, label=name, color=colour)
+    ax.set_xticks(x, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("Otsu IoU with the reference")
+    ax.set_title("Model randomization check (Adebayo et al. 2018)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def make_figures(
+    heatmap_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    metrics_csv: str | os.PathLike | None = None,
+    extended_csv: str | os.PathLike | None = None,
+) -> list[Path]:
+    """heatmap_grid.png, gt_masks.png, and {metric}_bars.png / iou_ci.png when tables are given."""
+    from ferxai.compare import discover_heatmaps, load_heatmaps, load_masks
+    from ferxai.metrics import BINARY_METRICS
+
+    out = Path(out_dir)
+    heatmaps = load_heatmaps(discover_heatmaps(heatmap_dir).by_network)
+    written = [out / "heatmap_grid.png", out / "gt_masks.png"]
+    heatmap_grid({key: heatmap.uint8 for key, heatmap in heatmaps.items()}, written[0])
+    gt_masks_figure(load_masks(gt_dir), written[1])
+    if metrics_csv:
+        rows = [r for r in read_csv(metrics_csv) if r["fold"] == "all"]
+        for metric in BINARY_METRICS:
+            written.append(out / f"{metric}_bars.png")
+            plot_sorted_bars(rows, metric, written[-1])
+    if extended_csv:
+        written.append(out / "iou_ci.png")
+        plot_iou_ci(read_csv(extended_csv), written[-1])
+    return written
+
+
+def methods_figure(method_dirs: Sequence[str | os.PathLike], path: str | os.PathLike) -> None:
+    """Per-expression heatmaps (pooled over networks and folds) of each method, side by side.
+
+    Each folder is one method's heatmap folder (named after the method) holding
+    ``total/{Expression}_heatmap.png``.
+    """
+    from ferxai.io import read_png_gray
+
+    grid = {}
+    for folder in map(Path, method_dirs):
+        for expression in EXPRESSIONS:
+            png = folder / "total" / f"{expression}_heatmap.png"
+            if png.is_file():
+                grid[(folder.name, expression)] = read_png_gray(png)
+    heatmap_grid(grid, path, title="Explanation methods side by side (all networks and folds)")
+
+
+def cli_figures_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--heatmaps", help="folder of by-network heatmaps")
+    parser.add_argument("--gt", default=None, help="folder of {Expression}_gt.png (default: own)")
+    parser.add_argument("--out-dir", help="output folder")
+    parser.add_argument("--metrics", default=None, help="metrics.csv of `ferxai compare`")
+    parser.add_argument("--extended", default=None, help="CSV of `ferxai extended-metrics`")
+    parser.add_argument("--methods", nargs="+", help="heatmap folders of several methods")
+    parser.add_argument("--methods-out", help="PNG comparing the --methods side by side")
+
+
+def cli_figures(args: argparse.Namespace) -> None:
+    from ferxai.errors import ConfigError
+
+    if args.methods:
+        if not args.methods_out:
+            raise ConfigError("figures: --methods needs --methods-out.")
+        methods_figure(args.methods, args.methods_out)
+    if args.heatmaps:
+        if not args.out_dir:
+            raise ConfigError("figures: --heatmaps needs --out-dir.")
+        written = make_figures(args.heatmaps, args.gt, args.out_dir, args.metrics, args.extended)
+        log.info("wrote %d figures into %s", len(written), args.out_dir)
+    if not (args.methods or args.heatmaps):
+        raise ConfigError("figures: give --heatmaps DIR --out-dir DIR and/or --methods DIR...")

@@ -1,0 +1,152 @@
+"""The eight ImageNet-pre-trained networks: a timm backbone, global average pooling, a linear head.
+
+Like the paper's Keras models (``include_top=False`` + GAP + Dense(6)), only the convolutional
+trunk is kept: timm's extra head layers (VGG's fc6/fc7 as convolutions, MobileNetV3's 1280-wide
+head conv) are removed. Inputs stay in [0, 1]; the ImageNet mean/std normalization the weights
+expect is a fixed buffer inside the model, so explainers and trainers all feed the same range.
+
+Weights never come from the network at run time: ``weights`` is a local file (``.safetensors`` or a
+torch state dict) or ``"hf-cache"`` (a pre-filled Hugging Face cache read with HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ferxai.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# timm modules used only by forward_head: they are not part of the Keras trunk the paper used.
+_HEAD_ONLY_MODULES: dict[str, tuple[str, ...]] = {
+    "vgg16": ("pre_logits", "head"),
+    "vgg19": ("pre_logits", "head"),
+    "mobilenetv3_large_100": ("conv_head", "norm_head", "act2", "flatten", "classifier"),
+}
+
+HF_CACHE = "hf-cache"
+
+
+class TimmClassifier(nn.Module):
+    """``backbone.forward_features`` → global average pooling → ``classifier`` (linear)."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, mean, std):
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = nn.Linear(num_features, num_classes)
+        # Not persistent: the state dict holds only learnable weights, like the Keras models.
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features((x - self.mean) / self.std)
+        return self.classifier(features.mean(dim=(2, 3)))
+
+
+def build_timm(info, num_classes: int = 6, pretrained: bool = False, weights=None) -> nn.Module:
+    """Build ``info.timm_name`` with a GAP + linear head; load ImageNet weights if ``pretrained``."""
+
+    if pretrained and weights is None:
+        raise ConfigError(
+            f"weights: {info.name} is set to pretrained: true but no weights file is given. "
+            f"Put the ImageNet weights of timm model '{info.timm_name}' in a local file "
+            f"(e.g. weights/{info.timm_name}.safetensors) and set weights: to its path, use "
+            f"weights: {HF_CACHE} with a pre-filled Hugging Face cache, or set pretrained: false."
+        )
+    from_cache = pretrained and str(weights) == HF_CACHE
+    backbone = _create_backbone(info, from_cache)
+    for module_name in _HEAD_ONLY_MODULES.get(info.timm_name, ()):
+        setattr(backbone, module_name, nn.Identity())
+    cfg = backbone.pretrained_cfg
+    model = TimmClassifier(backbone, backbone.num_features, num_classes, cfg["mean"], cfg["std"])
+    if pretrained and not from_cache:
+        load_weights(model, weights, info.name)
+    return model
+
+
+def _create_backbone(info, from_cache: bool) -> nn.Module:
+    import timm
+
+    if not from_cache:
+        return timm.create_model(info.timm_name, pretrained=False, num_classes=0)
+    _force_hf_offline()
+    try:
+        return timm.create_model(info.timm_name, pretrained=True, num_classes=0)
+    except Exception as exc:  # timm/huggingface_hub raise many types for a missing cache entry
+        raise ConfigError(
+            f"weights: {HF_CACHE} was given for {info.name} but timm model '{info.timm_name}' is "
+            f"not in the Hugging Face cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}"
+            f'): {exc}. Fill the cache on a machine with network (python -c "import timm; '
+            f"timm.create_model('{info.timm_name}', pretrained=True)\") or give a local file."
+        ) from exc
+
+
+def _force_hf_offline() -> None:
+    """Never reach the network from a compute node, even if huggingface_hub read its environment
+    (HF_HUB_OFFLINE) at import time, before this job set it."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return
+    constants.HF_HUB_OFFLINE = True
+
+
+def read_state_dict(path: str | os.PathLike, network: str) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file or a torch state dict (``weights_only=True``) as a flat dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"weights: {path} (weights of {network}) does not exist. Put the file there, fix the "
+            "path in the config, or set pretrained: false to train from scratch."
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"weights: {path} (weights of {network}) is not a readable safetensors file or torch "
+            f"state dict ({exc}). Re-download or re-export it."
+        ) from exc
+    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"weights: {path} holds no state dict of tensors for {network}.")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_weights(model: TimmClassifier, path: str | os.PathLike, network: str) -> None:
+    """Load backbone weights from ``path``; heads that do not fit (ImageNet's 1000 classes) are
+    skipped. A file written from a whole :class:`TimmClassifier` (``backbone.*`` keys) loads as is.
+    """
+    state = read_state_dict(path, network)
+    target = model if any(k.startswith("backbone.") for k in state) else model.backbone
+    own = target.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(state) - set(usable))
+    missing = [k for k in own if k not in usable and not k.startswith("classifier.")]
+    if missing:
+        raise ConfigError(
+            f"weights: {path} does not fit {network}: {len(missing)} of its tensors are missing or "
+            f"have another shape (first: {missing[:3]}). Use the weights of timm model "
+            f"'{getattr(model.backbone, 'pretrained_cfg', {}).get('architecture', '?')}'."
+        )
+    target.load_state_dict(usable, strict=False)
+    log.info(
+        "%s: loaded %d tensors from %s (skipped %d: %s)",
+        network,
+        len(usable),
+        path,
+        len(skipped),
+        ", ".join(skipped[:4]),
+    )

@@ -1,0 +1,54 @@
+"""Shared fixtures: the repository, the paper's published material, and one run of `.test`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def reference_dir() -> Path:
+    """The paper's published material: ../shared/reference/gaya-morey-2024 (or FERXAI_REFERENCE_DIR)."""
+    env = os.environ.get("FERXAI_REFERENCE_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "reference" / "gaya-morey-2024"
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    path = reference_dir()
+    if not path.is_dir():
+        pytest.skip(f"published reference material not found at {path} (set FERXAI_REFERENCE_DIR)")
+    return path
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True,
+              timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run the workflow with `workdir` as working directory (results land in workdir/results)."""
+    cmd = [
+        str(VENV_BIN / "snakemake"),
+        "--snakefile", str(REPO / "workflow" / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile or REPO / ".test" / "config.yaml"),
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def test_run(tmp_path_factory) -> Path:
+    """One complete local run of the `.test` workflow, shared by the end-to-end tests."""
+    workdir = tmp_path_factory.mktemp("e2e_run")
+    snakemake(workdir, "--cores", "2")
+    return workdir

@@ -1,0 +1,92 @@
+"""The `.test` workflow, really run through Snakemake: counts, shapes and value ranges of the final
+artifacts, nothing left to do afterwards, and bit-identical results for the same seed."""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+import math
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from ferxai.constants import EXPRESSIONS
+from ferxai.io import read_png_gray, read_stack
+from tests.conftest import REPO, snakemake
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+NETS = CONFIG["networks"]["names"]
+K = CONFIG["data"]["folds"]
+
+
+def test_heatmaps_exist_with_canvas_shape(test_run):
+    heatmaps = test_run / "results" / "heatmaps" / "lime"
+    for net in NETS:
+        for e in EXPRESSIONS:
+            png = read_png_gray(heatmaps / f"{net}_{e}_heatmap.png")
+            assert png.shape == (275, 224) and png.dtype == np.uint8
+            for k in range(1, K + 1):
+                assert (heatmaps / f"{net}_CV{k}_{e}_heatmap.png").is_file()
+    for e in EXPRESSIONS:
+        assert (heatmaps / "total" / f"{e}_heatmap.png").is_file()
+
+
+def test_attribution_and_normalized_stacks(test_run):
+    stack = read_stack(test_run / "results" / "attributions" / "lime" / NETS[0] / "fold1" / "Happiness.h5")
+    size = CONFIG["networks"]["defaults"]["input_size"]
+    assert stack.maps.shape[1:] == (size, size)
+    assert stack.attrs["method"] == "lime"
+    assert (stack.maps >= 0).all()  # the paper's map keeps positive weights only
+    norm = read_stack(test_run / "results" / "normalized" / "lime" / NETS[0] / "fold1" / "Happiness.h5")
+    assert norm.maps.shape[1:] == (275, 224)
+    assert norm.image_id == stack.image_id
+
+
+def test_metrics_table(test_run):
+    with open(test_run / "results" / "comparison" / "lime" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["network", "fold", "expression", "iou", "f1", "precision", "recall"]
+    assert len(rows) == len(NETS) * len(EXPRESSIONS) * (K + 1)
+    for row in rows:
+        for key in ("iou", "f1", "precision", "recall"):
+            value = float(row[key])
+            assert math.isnan(value) or 0.0 <= value <= 1.0
+
+
+def test_dendrograms_and_report_inputs(test_run):
+    clustering = test_run / "results" / "clustering" / "lime"
+    assert len(list(clustering.glob("dendrogram_by_network_*.png"))) == 6
+    assert (test_run / "results" / "eval" / "accuracy.csv").is_file()
+    assert (test_run / "results" / "sanity" / "lime" / "sanity.csv").is_file()
+
+
+def test_report_renders(test_run):
+    snakemake(test_run, "--cores", "2", "--report", "results/report.html")
+    html = (test_run / "results" / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000
+
+
+def test_nothing_to_do_afterwards(test_run):
+    start = time.perf_counter()
+    proc = snakemake(test_run, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.slow
+def test_same_seed_bit_identical(test_run, tmp_path):
+    snakemake(tmp_path, "--cores", "2")
+    first, second = test_run / "results", tmp_path / "results"
+    compared = 0
+    for pattern in ("heatmaps/**/*.png", "heatmaps/**/*.h5", "comparison/**/*.csv",
+                    "attributions/**/*.h5", "normalized/**/*.h5", "models/*/*/model.pt",
+                    "eval/*/*/predictions.csv"):
+        for path in sorted(first.glob(pattern)):
+            twin = second / path.relative_to(first)
+            assert filecmp.cmp(path, twin, shallow=False), f"{path.relative_to(first)} differs"
+            compared += 1
+    assert compared > 50

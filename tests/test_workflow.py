@@ -1,0 +1,90 @@
+"""The workflow itself: lint, formatting, the DAG, and configuration errors before any job."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, VENV_BIN, snakemake
+
+RULES = {
+    "synth", "prepare_dataset", "folds", "landmarks", "train", "evaluate", "select_positives",
+    "accuracy_table", "attribute", "attribute_randomized", "normalize", "normalize_randomized",
+    "aggregate_by_network", "aggregate_by_expression", "aggregate_randomized", "groundtruth",
+    "compare", "tables", "extended_metrics", "cluster", "sanity", "figures", "run_config", "all",
+}
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakemake"), "--lint"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_snakefmt_clean():
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakefmt"), "--check", "workflow"], cwd=REPO, capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_clean():
+    proc = subprocess.run(
+        [str(VENV_BIN / "ruff"), "check", "src", "tests", "bench"], cwd=REPO,
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_dry_run_lists_every_rule(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "config" / "config.yaml")
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    missing = RULES - listed - {"all"}
+    assert not missing, f"rules missing from the dry run: {missing}\n{proc.stdout}"
+
+
+def test_default_dag_fans_out_over_networks_folds_expressions(tmp_path):
+    proc = snakemake(tmp_path, "-n", configfile=REPO / "config" / "config.yaml")
+    text = proc.stdout
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_nets, k = len(config["networks"]["names"]), config["data"]["folds"]
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] in RULES:
+            counts[parts[0]] = int(parts[1])
+    assert counts["train"] == n_nets * k
+    assert counts["aggregate_by_network"] == n_nets
+    assert counts["normalize"] == n_nets * k
+
+
+def test_rulegraph_renders(tmp_path):
+    proc = snakemake(tmp_path, "--rulegraph")
+    assert proc.stdout.lstrip().startswith("digraph")
+    assert "attribute" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"networks": {"names": ["WeiNet", "VGG17"]}}, "VGG17"),
+        ({"networks": {"defaults": {"epoch": 3}}}, "epoch"),
+        ({"positives": {"per_clas": 3}}, "per_clas"),
+    ],
+)
+def test_bad_config_fails_fast_naming_the_key(tmp_path, config, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    start = time.perf_counter()
+    proc = snakemake(tmp_path, "-n", configfile=path, check=False)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode != 0
+    assert needle in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert elapsed < 10, f"took {elapsed:.1f} s"

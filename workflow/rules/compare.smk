@@ -1,0 +1,167 @@
+rule groundtruth:
+    output:
+        masks=expand(f"{R}/groundtruth/{{expression}}_gt.png", expression=EXPRESSIONS),
+        figure=report(
+            f"{R}/figures/groundtruth.png",
+            caption="../report/groundtruth.rst",
+            category="4. Ground truth",
+            labels={"figure": "Ekman/FACS masks"},
+        ),
+    params:
+        spec=f"--spec {config['groundtruth']['spec']}" if config["groundtruth"]["spec"] else "",
+        code=code_version("ferxai.groundtruth"),
+    log:
+        f"{R}/logs/groundtruth.log",
+    shell:
+        "{FERXAI} groundtruth --out-dir $(dirname {output.masks[0]}) {params.spec} "
+        "--figure {output.figure} > {log} 2>&1"
+
+
+rule compare:
+    input:
+        heatmaps=lambda wildcards: by_network_heatmaps(wildcards.method)
+        + by_fold_heatmaps(wildcards.method),
+        masks=rules.groundtruth.output.masks,
+    output:
+        metrics=report(
+            f"{R}/comparison/{{method}}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="5. Comparison",
+            subcategory="{method}",
+            labels={"method": "{method}", "table": "IoU, F1, precision, recall"},
+        ),
+        linkage=expand(
+            f"{R}/comparison/{{{{method}}}}/linkage/{{expression}}.csv", expression=EXPRESSIONS
+        ),
+    params:
+        heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
+        threshold=config["comparison"]["threshold"],
+        code=code_version("ferxai.compare", "ferxai.metrics", "ferxai.thresholds", "ferxai.cluster"),
+    log:
+        f"{R}/logs/compare/{{method}}.log",
+    shell:
+        "{FERXAI} compare --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
+        "--threshold {params.threshold} --out $(dirname {output.metrics}) > {log} 2>&1"
+
+
+rule tables:
+    input:
+        metrics=rules.compare.output.metrics,
+    output:
+        by_network=report(
+            f"{R}/comparison/{{method}}/tables/metrics_iou_by_network.md",
+            caption="../report/tables.rst",
+            category="5. Comparison",
+            subcategory="{method}",
+            labels={"method": "{method}", "table": "IoU by network (paper layout)"},
+        ),
+    params:
+        code=code_version("ferxai.tables"),
+    log:
+        f"{R}/logs/tables/{{method}}.log",
+    shell:
+        "{FERXAI} tables --metrics {input.metrics} "
+        "--out-prefix $(dirname {output.by_network})/metrics "
+        "> {log} 2>&1"
+
+
+rule extended_metrics:
+    input:
+        heatmaps=lambda wildcards: by_network_heatmaps(wildcards.method, ".h5"),
+        stacks=lambda wildcards: get_stacks("normalized", wildcards.method),
+        masks=rules.groundtruth.output.masks,
+    output:
+        metrics=report(
+            f"{R}/comparison/{{method}}/extended_metrics.csv",
+            caption="../report/extended_metrics.rst",
+            category="5. Comparison",
+            subcategory="{method}",
+            labels={"method": "{method}", "table": "AUC, mass, NSS, CC, IoU 95 % CI"},
+        ),
+    params:
+        heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
+        stacks=lambda wildcards: settings_json(
+            {
+                f"{m}/{e}": get_stacks("normalized", wildcards.method, m, FOLDS, e)
+                for m in NETWORKS
+                for e in EXPRESSIONS
+            }
+        ),
+        bootstrap=config["comparison"]["bootstrap"],
+        threshold=config["comparison"]["threshold"],
+        seed=config["seed"],
+        code=code_version("ferxai.compare", "ferxai.metrics"),
+    log:
+        f"{R}/logs/extended_metrics/{{method}}.log",
+    shell:
+        "{FERXAI} extended-metrics --heatmaps {params.heatmaps} --stacks-json '{params.stacks}' "
+        "--gt $(dirname {input.masks[0]}) --bootstrap {params.bootstrap} --seed {params.seed} "
+        "--out {output.metrics} > {log} 2>&1"
+
+
+rule cluster:
+    input:
+        heatmaps=lambda wildcards: by_network_heatmaps(wildcards.method)
+        + by_fold_heatmaps(wildcards.method)
+        + total_heatmaps(wildcards.method),
+    output:
+        dendrograms=report(
+            expand(
+                f"{R}/clustering/{{{{method}}}}/dendrogram_by_network_{{expression}}.png",
+                expression=EXPRESSIONS,
+            ),
+            caption="../report/dendrograms.rst",
+            category="6. Clustering",
+            subcategory="{method}",
+            labels=lambda wildcards, path: {"method": wildcards.method, "figure": Path(path).stem},
+        ),
+    params:
+        heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
+        threshold=config["comparison"]["threshold"],
+        code=code_version("ferxai.cluster"),
+    log:
+        f"{R}/logs/cluster/{{method}}.log",
+    shell:
+        "{FERXAI} cluster --heatmaps {params.heatmaps} --threshold {params.threshold} "
+        "--out $(dirname {output.dendrograms[0]}) > {log} 2>&1"
+
+
+rule sanity:
+    input:
+        trained=lambda wildcards: [
+            f"{R}/sanity/heatmaps/{wildcards.method}/trained/{m}_{e}_heatmap.png"
+            for m in NETWORKS
+            for e in EXPRESSIONS
+        ],
+        randomized=lambda wildcards: [
+            f"{R}/sanity/heatmaps/{wildcards.method}/randomized/{m}_{e}_heatmap.png"
+            for m in NETWORKS
+            for e in EXPRESSIONS
+        ],
+        reference=lambda wildcards: expand(
+            f"{get_reference_dir()}/{{expression}}_{REFERENCE_SUFFIX}.png", expression=EXPRESSIONS
+        ),
+    output:
+        table=report(
+            f"{R}/sanity/{{method}}/sanity.csv",
+            caption="../report/sanity.rst",
+            category="7. Sanity check",
+            labels={"method": "{method}", "table": "trained vs randomized"},
+        ),
+        figure=report(
+            f"{R}/sanity/{{method}}/sanity.png",
+            caption="../report/sanity.rst",
+            category="7. Sanity check",
+            labels={"method": "{method}", "figure": "trained vs randomized"},
+        ),
+    params:
+        trained=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/trained",
+        randomized=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/randomized",
+        pattern=lambda wildcards: "{Expression}_" + REFERENCE_SUFFIX + ".png",
+        code=code_version("ferxai.compare"),
+    log:
+        f"{R}/logs/sanity/{{method}}.log",
+    shell:
+        "{FERXAI} sanity --trained {params.trained} --randomized {params.randomized} "
+        "--reference $(dirname {input.reference[0]}) --pattern '{params.pattern}' "
+        "--out {output.table} --figure {output.figure} > {log} 2>&1"
