@@ -68,8 +68,16 @@ class Outcome:
 
 
 def run_workflow(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(configfile), *args]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
@@ -85,8 +93,10 @@ def stage_processes(workdir: Path, subcommand: str) -> list[int]:
         except OSError:
             continue
         words = [a.decode(errors="replace") for a in argv]
-        if cwd == str(workdir) and any(w.endswith("ferxai") for w in words[:2]) and (
-            subcommand in words[1:3]
+        if (
+            cwd == str(workdir)
+            and any(w.endswith("ferxai") for w in words[:2])
+            and (subcommand in words[1:3])
         ):
             pids.append(int(proc.name))
     return pids
@@ -98,15 +108,26 @@ def ready_to_kill(workdir: Path, stage: str) -> bool:
     return any((workdir / "results" / "models").glob("*/*/checkpoints/last.ckpt"))
 
 
-def inject(stage: str, fault: str, reference: Path, root: Path, configfile: Path,
-           timeout: float = 1200) -> Outcome:
+def inject(
+    stage: str, fault: str, reference: Path, root: Path, configfile: Path, timeout: float = 1200
+) -> Outcome:
     workdir = root / f"{stage}_{fault}"
     workdir.mkdir(parents=True)
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(configfile), "--cores", "2"]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+    ]
     log = open(workdir / "first_attempt.log", "w")
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     subcommand, killed, start = STAGES[stage], False, time.monotonic()
     while proc.poll() is None and time.monotonic() - start < timeout:
         pids = stage_processes(workdir, subcommand)
@@ -151,11 +172,15 @@ def compare(reference: Path, candidate: Path) -> tuple[bool, int]:
 
 
 def markdown(outcomes: list[Outcome]) -> str:
-    lines = ["| stage | fault | outcome | resumed | identical | files lost | partial files left |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| stage | fault | outcome | resumed | identical | files lost | partial files left |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for o in outcomes:
-        lines.append(f"| {o.stage} | kill -9 {o.fault} | {o.outcome} | {o.resumed} | "
-                     f"{o.identical} | {o.lost} | {o.partial_left} |")
+        lines.append(
+            f"| {o.stage} | kill -9 {o.fault} | {o.outcome} | {o.resumed} | "
+            f"{o.identical} | {o.lost} | {o.partial_left} |"
+        )
     return "\n".join(lines)
 
 
@@ -163,8 +188,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / ".test" / "config.yaml")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
-    parser.add_argument("--faults", nargs="+", default=["workflow", "job"],
-                        choices=["workflow", "job"])
+    parser.add_argument(
+        "--faults", nargs="+", default=["workflow", "job"], choices=["workflow", "job"]
+    )
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp folder)")
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="ferxai-faults-"))

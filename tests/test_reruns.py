@@ -91,13 +91,25 @@ def dry_run(workdir: Path, configfile: Path, env: dict | None = None):
     return planned_jobs(snakemake(workdir, configfile, "-n", env=env))
 
 
+def complete_local_run(tmp_path_factory) -> Path:
+    """A finished local run of the `.test` config, made once per pytest session and shared with
+    tests/test_slurm.py (which compares its SLURM run against it). Dry runs never modify it."""
+    workdir = tmp_path_factory.getbasetemp() / "local_test_run"
+    done = tmp_path_factory.getbasetemp() / "local_test_run.complete"
+    if not done.exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+        # a test session inside a SLURM allocation must not leak it into the local run
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        snakemake(workdir, TEST_CONFIG, env=env)
+        done.touch()
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def complete_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reruns")
-    workdir = root / "run"
-    snakemake(workdir, TEST_CONFIG)
+    workdir = complete_local_run(tmp_path_factory)
     assert dry_run(workdir, TEST_CONFIG) == [], "a finished run must have nothing left to do"
-    return root, workdir
+    return tmp_path_factory.mktemp("reruns"), workdir
 
 
 def _config_with(root: Path, name: str, edit) -> Path:

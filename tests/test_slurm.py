@@ -1,6 +1,7 @@
 """The `.test` workflow through a real single-node SLURM (tests/slurm/start_slurm.sh).
 
-One SLURM run and one local run of the same config; the SLURM run uses the profile installed by
+One SLURM run and one local run of the same config (the local run is shared with
+tests/test_reruns.py); the SLURM run uses the profile installed by
 `ferxai install-profile slurm` under its bare name, with tests/slurm/profile/config.yaml merged in
 (partition, CPUs and timings of the test node). Proves that the heavy jobs went through sbatch
 (squeue lists them under the run's UUID), that the GPU rules asked for `--gpus=1` and the CPU rules
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_reruns import complete_local_run  # one local run per session, shared
 
 from ferxai import profiles
 
@@ -143,8 +145,18 @@ def run_workflow(workdir: Path, extra: list[str], env: dict, log: Path) -> str:
             cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S
         )
     text = log.read_text()
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{text[-6000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{text[-6000:]}{failed_job_logs(workdir)}"
+    )
     return text
+
+
+def failed_job_logs(workdir: Path, count: int = 2) -> str:
+    """Tails of the newest SLURM job logs (the plugin keeps those of failed jobs)."""
+    logs = sorted(
+        (workdir / ".snakemake" / "slurm_logs").glob("**/*.log"), key=lambda p: p.stat().st_mtime
+    )
+    return "".join(f"\n---- {p}\n{p.read_text()[-3000:]}" for p in logs[-count:])
 
 
 def submitted_rules(calls_dir: Path) -> list[tuple[str, list[str]]]:
@@ -215,11 +227,9 @@ def runs(slurm_cluster, tmp_path_factory):
         text=True,
         timeout=60,
     )
-    local_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    local_env.pop("XDG_CONFIG_HOME", None)
-    run_workflow(root / "local_run", ["--cores", "2"], local_env, root / "local_run.log")
     return {
-        "root": root,
+        "slurm_run": root / "slurm_run",
+        "local_run": complete_local_run(tmp_path_factory),
         "uuid": uuid.group(1),
         "squeue": queue,
         "calls": submitted_rules(sbatch_calls),
@@ -252,8 +262,8 @@ def test_gpu_rules_asked_for_one_gpu_and_cpu_rules_for_none(runs):
 
 
 def test_outputs_equal_a_local_run(runs):
-    slurm = compared_files(runs["root"] / "slurm_run")
-    local = compared_files(runs["root"] / "local_run")
+    slurm = compared_files(runs["slurm_run"])
+    local = compared_files(runs["local_run"])
     assert any(p.endswith(".csv") for p in local) and any(p.endswith(".png") for p in local)
     assert sorted(slurm) == sorted(local)
     differing = [p for p in local if slurm[p] != local[p]]

@@ -170,8 +170,11 @@ def test_cli_train_writes_a_weights_only_state_dict(data, tmp_path):
         ("SongNet", {"epochs": 12, "optimizer": "adam", "lr": 1e-3}),
         # tens of millions of dense weights: 25-130 s on a busy 2-core machine
         pytest.param("SilNet", {"epochs": 5}, marks=pytest.mark.slow),
-        pytest.param("AlexNet", {"epochs": 6, "optimizer": "adam", "lr": 2e-4, "input_size": 64},
-                     marks=pytest.mark.slow),  # fmt: skip
+        pytest.param(
+            "AlexNet",
+            {"epochs": 6, "optimizer": "adam", "lr": 2e-4, "input_size": 64},
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
     ],
 )
 def test_scratch_networks_learn_the_synthetic_task(name, settings, tmp_path_factory):
@@ -185,3 +188,35 @@ def test_scratch_networks_learn_the_synthetic_task(name, settings, tmp_path_fact
     metrics = evaluate(name, weights, 1, dataset_csv, folds_csv, run, root / "eval", threads=1)
     assert metrics["n"] == 36
     assert metrics["accuracy"] >= 0.5, f"{name}: {metrics['accuracy']:.3f} (chance 0.167)"
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_from_its_last_checkpoint(data, tmp_path):
+    """A real kill (SIGKILL) of `ferxai train` after its first checkpoint, then a rerun."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    dataset_csv, folds_csv = data
+    out = tmp_path / "killed"
+    settings = json.dumps({**FAST, "epochs": 30, "val_fraction": 0})
+    argv = [sys.executable, "-m", "ferxai.cli", "train", "--model", "SongNet", "--fold", "1",
+            "--dataset", str(dataset_csv), "--folds", str(folds_csv), "--settings", settings,
+            "--out-dir", str(out), "--threads", "1"]  # fmt: skip
+    job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.communicate()
+    assert not (out / "model.pt").exists(), "the job finished before it could be killed"
+    killed_at = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] + 1
+
+    rerun = subprocess.run(argv, stderr=subprocess.PIPE, text=True, check=True)
+    assert f"resuming from {out / 'checkpoints' / 'last.ckpt'}" in rerun.stderr
+    assert f"({killed_at} of 30 epochs done)" in rerun.stderr
+    epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 31)]
+    first_new = f"epoch {killed_at + 1}/30"
+    assert first_new in rerun.stderr and f"epoch {killed_at}/30" not in rerun.stderr

@@ -9,6 +9,7 @@ scored exactly as ferxai's own.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -416,9 +417,11 @@ EXTENDED_METRIC_COLUMNS = (
 
 
 def _read_stacks_json(path: str | os.PathLike | None) -> dict[str, list[str]]:
+    """The stacks map, given inline (a JSON object, as the workflow passes it) or as a file."""
     if path is None:
         return {}
-    data = read_json(path)
+    text = str(path).lstrip()
+    data = json.loads(text) if text.startswith("{") else read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ConfigError(
             f"--stacks-json {path}: expected an object mapping 'Network/Expression' to a list of "
@@ -429,7 +432,11 @@ def _read_stacks_json(path: str | os.PathLike | None) -> dict[str, list[str]]:
 
 def cli_extended_metrics_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heatmaps", required=True, help="folder of by-network heatmaps")
-    parser.add_argument("--stacks-json", default=None, help="'Network/Expression' → stack paths")
+    parser.add_argument(
+        "--stacks-json",
+        default=None,
+        help="'Network/Expression' → normalized stack paths: a JSON object or a .json file",
+    )
     parser.add_argument("--gt", default=None, help="folder of {Expression}_gt.png or 'default'")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")

@@ -4,6 +4,14 @@ Stages call :func:`build` when they write an artifact and store the record eithe
 file (``attrs["provenance"]``, a JSON string from :func:`to_json`) or beside it as
 ``<output>.prov.json`` (:func:`write_sidecar`). The record holds no timestamps or host names, so a
 rerun on the same inputs writes bit-identical artifacts. ``ferxai provenance PATH`` prints it.
+
+In a stage (list every file read, so ``--recursive`` can walk heatmap → normalized stacks →
+attribution stacks → checkpoint)::
+
+    prov = provenance.build([weights, *positives, dataset], settings, {"network": model})
+    stack.attrs["provenance"] = provenance.to_json(prov)     # before write_stack(path, stack)
+    h5.attrs["provenance"] = provenance.to_json(prov)        # a file written with h5py
+    provenance.write_sidecar("model.pt", prov)               # PNG, CSV, JSON, model.pt
 """
 
 from __future__ import annotations

@@ -45,9 +45,11 @@ from ferxai.models.inputs import (
 
 try:
     import lightning.pytorch as pl
+    from lightning.fabric.plugins.environments import LightningEnvironment
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 except ImportError:  # the standalone package, same API
     import pytorch_lightning as pl
+    from lightning_fabric.plugins.environments import LightningEnvironment
     from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -295,21 +297,19 @@ class FerClassifier(pl.LightningModule):
             "seconds": round(time.perf_counter() - self._epoch_started, 3),
         }
         self.history.append(row)
-        if self.trainer.is_global_zero:
-            val = f" | val_loss {row['val_loss']:.4f} val_acc {row['val_acc']:.3f}" if (
-                row["val_loss"] != "") else ""  # fmt: skip
-            log.info("%s epoch %d/%d: train_loss %.4f train_acc %.3f%s (%.1f s)", self.label,
-                     row["epoch"], self.trainer.max_epochs, loss, acc, val, row["seconds"])  # fmt: skip
+        if self.trainer.is_global_zero:  # one line per epoch: readable in SLURM/Snakemake logs
+            log.info("%s epoch %d/%d: %s", self.label, row["epoch"], self.trainer.max_epochs,
+                     _epoch_summary(row))  # fmt: skip
 
     def _reset(self, split: str) -> None:
         self._sums[split] = torch.zeros(3, dtype=torch.float64, device=self.device)
 
     def _accumulate(self, split: str, loss, logits, y) -> None:
-        correct = (logits.argmax(dim=1) == y).sum()
         n = y.shape[0]
-        update = torch.stack([loss.detach().double() * n, correct.double(), torch.tensor(n).to(
-            self.device, torch.float64)])  # fmt: skip
-        self._sums[split] += update
+        correct = (logits.argmax(dim=1) == y).sum().double()
+        self._sums[split] += torch.stack(
+            [loss.detach().double() * n, correct, correct.new_tensor(n)]
+        )
 
     def _epoch_metrics(self, split: str) -> tuple[float, float]:
         sums = self.trainer.strategy.reduce(self._sums[split], reduce_op="sum")
@@ -321,6 +321,13 @@ class FerClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("ferxai_history", []))
+
+
+def _epoch_summary(row: dict[str, Any]) -> str:
+    text = f"train_loss {row['train_loss']:.4f} train_acc {row['train_acc']:.3f}"
+    if row["val_loss"] != "":
+        text += f" | val_loss {row['val_loss']:.4f} val_acc {row['val_acc']:.3f}"
+    return text + f" ({row['seconds']:.1f} s)"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -451,6 +458,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # settings.json lives in checkpoints/ on purpose; resuming there is the point
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # one task per job by design (LightningEnvironment launches DDP ranks itself)
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
 
 
 def _build_module(plan: TrainPlan, settings: TrainSettings) -> FerClassifier:
@@ -484,7 +493,7 @@ def _build_trainer(plan: TrainPlan, out_dir: Path, has_val: bool, steps: int):
         max_epochs=plan.epochs,
         callbacks=[checkpoint],
         # one node, processes launched by Lightning itself: not SLURM's srun (one task per job)
-        plugins=[AtomicCheckpointIO(), pl.plugins.environments.LightningEnvironment()],
+        plugins=[AtomicCheckpointIO(), LightningEnvironment()],
         logger=pl.loggers.CSVLogger(save_dir=out_dir, name="logs"),
         default_root_dir=out_dir,
         deterministic="warn" if plan.device == "cpu" else False,

@@ -10,6 +10,13 @@ rule attribute:
         dataset=rules.prepare_dataset.output.dataset,
     output:
         stacks=attribution_outputs(f"{R}/attributions"),
+    log:
+        f"{R}/logs/attribute/{ATTRIBUTE_JOB}.log",
+    benchmark:
+        f"{R}/benchmarks/attribute/{ATTRIBUTE_JOB}.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    threads: 2
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
         input_size=lambda wildcards: input_size(wildcards.model),
@@ -18,13 +25,8 @@ rule attribute:
         device=config["device"],
         weights_flag=lambda wildcards, input: f"--weights {input.weights}",
         code=code_version("ferxai.attribution", "ferxai.models"),
-    threads: 2
-    log:
-        f"{R}/logs/attribute/{ATTRIBUTE_JOB}.log",
-    benchmark:
-        f"{R}/benchmarks/attribute/{ATTRIBUTE_JOB}.tsv"
     shell:
-        "FERXAI_THREADS={threads} {FERXAI} attribute --model {wildcards.model} "
+        "FERXAI_THREADS={threads} ferxai attribute --model {wildcards.model} "
         "{params.weights_flag} --input-size {params.input_size} --dataset {input.dataset} "
         "--positives {input.positives} --expression {params.expressions} "
         "--fold {wildcards.fold} --method {wildcards.method} --settings '{params.settings}' "
@@ -37,6 +39,12 @@ rule attribute:
 use rule attribute as attribute_randomized with:
     output:
         stacks=attribution_outputs(f"{R}/sanity/attributions"),
+    log:
+        f"{R}/logs/attribute_randomized/{ATTRIBUTE_JOB}.log",
+    benchmark:
+        f"{R}/benchmarks/attribute_randomized/{ATTRIBUTE_JOB}.tsv"
+    conda:
+        "../envs/ferxai.yaml"
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
         input_size=lambda wildcards: input_size(wildcards.model),
@@ -45,7 +53,3 @@ use rule attribute as attribute_randomized with:
         device=config["device"],
         weights_flag="--weights none --randomize",
         code=code_version("ferxai.attribution", "ferxai.models"),
-    log:
-        f"{R}/logs/attribute_randomized/{ATTRIBUTE_JOB}.log",
-    benchmark:
-        f"{R}/benchmarks/attribute_randomized/{ATTRIBUTE_JOB}.tsv"

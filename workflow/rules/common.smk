@@ -1,5 +1,6 @@
 import hashlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,6 @@ min_version("9.0")
 from ferxai.config import network_settings, settings_json, validate_config
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError
-
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -24,45 +24,22 @@ FOLDS = list(range(1, config["data"]["folds"] + 1))
 METHODS = config["attribution"]["methods"]
 SANITY_FOLDS = config["sanity"]["folds"] if config["sanity"]["enabled"] else []
 
-# The ferxai next to the Python running Snakemake (works without activating the venv, on SLURM too).
-_beside = Path(sys.executable).parent / "ferxai"
-FERXAI = str(_beside) if _beside.exists() else "ferxai"
-
-
-wildcard_constraints:
-    model="|".join(NETWORKS),
-    fold=r"\d+",
-    expression="|".join(EXPRESSIONS),
-    method="|".join(METHODS),
-
-
-# Small, fast rules run on the submit host; the queue only sees the heavy jobs.
-localrules:
-    all,
-    aggregate_by_fold,
-    aggregate_by_network,
-    aggregate_by_expression,
-    aggregate_randomized,
-    groundtruth,
-    compare,
-    cluster,
-    extended_metrics,
-    sanity,
-    tables,
-    accuracy_table,
-    figures,
-    methods_comparison,
-    run_config,
+# Jobs find `ferxai` beside the Python running Snakemake: no need to activate the venv (SLURM too).
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
 
 
 # ------------------------------------------------------------------ code versions
 def code_version(*modules):
-    """Hash of the source of the modules a rule runs: editing a stage reruns that stage only."""
+    """Hash of the source of the modules behind a stage, so that editing a stage reruns it alone."""
     digest = hashlib.sha256()
     for module in modules:
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None:
-            raise WorkflowError(f"cannot find module {module}; is ferxai installed (pip install -e .)?")
+            raise WorkflowError(
+                f"cannot find module {module}; is ferxai installed (pip install -e .)?"
+            )
         paths = [Path(spec.origin)]
         if spec.submodule_search_locations:
             paths = sorted(Path(spec.origin).parent.glob("*.py"))
@@ -132,7 +109,9 @@ def heatmap_dir(method):
 
 def by_network_heatmaps(method, suffix=".png"):
     return [
-        f"{heatmap_dir(method)}/{m}_{e}_heatmap{suffix}" for m in NETWORKS for e in EXPRESSIONS
+        f"{heatmap_dir(method)}/{m}_{e}_heatmap{suffix}"
+        for m in NETWORKS
+        for e in EXPRESSIONS
     ]
 
 
@@ -158,11 +137,19 @@ def randomized_heatmaps(method, suffix=".png"):
 
 
 def get_reference_dir():
-    return f"{R}/data/synth/cues" if config["data"]["source"] == "synthetic" else f"{R}/groundtruth"
+    return (
+        f"{R}/data/synth/cues"
+        if config["data"]["source"] == "synthetic"
+        else f"{R}/groundtruth"
+    )
 
 
 def get_final_outputs():
-    outputs = [f"{R}/eval/accuracy.csv", f"{R}/run_config.yaml", f"{R}/figures/groundtruth.png"]
+    outputs = [
+        f"{R}/eval/accuracy.csv",
+        f"{R}/run_config.yaml",
+        f"{R}/figures/groundtruth.png",
+    ]
     for method in METHODS:
         outputs += by_network_heatmaps(method) + by_network_heatmaps(method, ".h5")
         outputs += by_fold_heatmaps(method) + total_heatmaps(method)
@@ -173,9 +160,15 @@ def get_final_outputs():
             f"{R}/figures/{method}/heatmap_grid.png",
             f"{R}/figures/{method}/iou_bars.png",
         ]
-        outputs += [f"{R}/clustering/{method}/dendrogram_by_network_{e}.png" for e in EXPRESSIONS]
+        outputs += [
+            f"{R}/clustering/{method}/dendrogram_by_network_{e}.png"
+            for e in EXPRESSIONS
+        ]
         if SANITY_FOLDS:
-            outputs += [f"{R}/sanity/{method}/sanity.csv", f"{R}/sanity/{method}/sanity.png"]
+            outputs += [
+                f"{R}/sanity/{method}/sanity.csv",
+                f"{R}/sanity/{method}/sanity.png",
+            ]
     if len(METHODS) > 1:
         outputs.append(f"{R}/figures/methods_comparison.png")
     return outputs
@@ -184,7 +177,9 @@ def get_final_outputs():
 # ------------------------------------------------------------------ attribution jobs
 PER_EXPRESSION = config["attribution"]["job_per_expression"]
 ATTRIBUTE_JOB = (
-    "{method}_{model}_fold{fold}_{expression}" if PER_EXPRESSION else "{method}_{model}_fold{fold}"
+    "{method}_{model}_fold{fold}_{expression}"
+    if PER_EXPRESSION
+    else "{method}_{model}_fold{fold}"
 )
 
 
@@ -206,5 +201,60 @@ def get_positives(wildcards):
         for e in job_expressions(wildcards)
     ]
 
+
 # The sanity check compares with the planted cues of synthetic faces, else with the Ekman masks.
 REFERENCE_SUFFIX = "cue" if config["data"]["source"] == "synthetic" else "gt"
+
+
+# ------------------------------------------------------------------ aggregation plans
+def heatmap_files(stem):
+    return [f"{stem}.png", f"{stem}.h5", f"{stem}_jet.png"]
+
+
+def model_heatmap_outputs(root):
+    out = []
+    for e in EXPRESSIONS:
+        out += heatmap_files(f"{root}/{{model}}_{e}_heatmap")
+        for k in FOLDS:
+            out += heatmap_files(f"{root}/{{model}}_CV{k}_{e}_heatmap")
+    return out
+
+
+def aggregation_plan(stage_root, out_root, folds, by_fold=True):
+    """Plan of one model's aggregations: which stacks pool into which heatmap (JSON for the CLI)."""
+
+    def plan(wildcards):
+        jobs = []
+        for e in EXPRESSIONS:
+            attrs = {
+                "network": wildcards.model,
+                "expression": e,
+                "method": wildcards.method,
+            }
+            stacks = get_stacks(stage_root, wildcards.method, wildcards.model, folds, e)
+            stem = f"{out_root.format(method=wildcards.method)}/{wildcards.model}_{e}_heatmap"
+            jobs.append(
+                {"stacks": stacks, "stem": stem, "attrs": {**attrs, "fold": "all"}}
+            )
+            for k in folds if by_fold else []:
+                stem = f"{out_root.format(method=wildcards.method)}/{wildcards.model}_CV{k}_{e}_heatmap"
+                jobs.append(
+                    {
+                        "stacks": get_stacks(
+                            stage_root, wildcards.method, wildcards.model, [k], e
+                        ),
+                        "stem": stem,
+                        "attrs": {**attrs, "fold": k},
+                    }
+                )
+        return settings_json(jobs)
+
+    return plan
+
+
+def comparison_heatmaps(wildcards):
+    return by_network_heatmaps(wildcards.method) + by_fold_heatmaps(wildcards.method)
+
+
+def clustering_heatmaps(wildcards):
+    return comparison_heatmaps(wildcards) + total_heatmaps(wildcards.method)

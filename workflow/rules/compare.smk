@@ -7,20 +7,25 @@ rule groundtruth:
             category="4. Ground truth",
             labels={"figure": "Ekman/FACS masks"},
         ),
-    params:
-        spec=f"--spec {config['groundtruth']['spec']}" if config["groundtruth"]["spec"] else "",
-        code=code_version("ferxai.groundtruth"),
     log:
         f"{R}/logs/groundtruth.log",
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        spec=(
+            f"--spec {config['groundtruth']['spec']}"
+            if config["groundtruth"]["spec"]
+            else ""
+        ),
+        code=code_version("ferxai.groundtruth"),
     shell:
-        "{FERXAI} groundtruth --out-dir $(dirname {output.masks[0]}) {params.spec} "
+        "ferxai groundtruth --out-dir $(dirname {output.masks[0]}) {params.spec} "
         "--figure {output.figure} > {log} 2>&1"
 
 
 rule compare:
     input:
-        heatmaps=lambda wildcards: by_network_heatmaps(wildcards.method)
-        + by_fold_heatmaps(wildcards.method),
+        heatmaps=comparison_heatmaps,
         masks=rules.groundtruth.output.masks,
     output:
         metrics=report(
@@ -31,16 +36,21 @@ rule compare:
             labels={"method": "{method}", "table": "IoU, F1, precision, recall"},
         ),
         linkage=expand(
-            f"{R}/comparison/{{{{method}}}}/linkage/{{expression}}.csv", expression=EXPRESSIONS
+            f"{R}/comparison/{{{{method}}}}/linkage/{{expression}}.csv",
+            expression=EXPRESSIONS,
         ),
+    log:
+        f"{R}/logs/compare/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         threshold=config["comparison"]["threshold"],
-        code=code_version("ferxai.compare", "ferxai.metrics", "ferxai.thresholds", "ferxai.cluster"),
-    log:
-        f"{R}/logs/compare/{{method}}.log",
+        code=code_version(
+            "ferxai.compare", "ferxai.metrics", "ferxai.thresholds", "ferxai.cluster"
+        ),
     shell:
-        "{FERXAI} compare --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
+        "ferxai compare --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
         "--threshold {params.threshold} --out $(dirname {output.metrics}) > {log} 2>&1"
 
 
@@ -55,12 +65,14 @@ rule tables:
             subcategory="{method}",
             labels={"method": "{method}", "table": "IoU by network (paper layout)"},
         ),
-    params:
-        code=code_version("ferxai.tables"),
     log:
         f"{R}/logs/tables/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        code=code_version("ferxai.tables"),
     shell:
-        "{FERXAI} tables --metrics {input.metrics} "
+        "ferxai tables --metrics {input.metrics} "
         "--out-prefix $(dirname {output.by_network})/metrics "
         "> {log} 2>&1"
 
@@ -78,6 +90,10 @@ rule extended_metrics:
             subcategory="{method}",
             labels={"method": "{method}", "table": "AUC, mass, NSS, CC, IoU 95 % CI"},
         ),
+    log:
+        f"{R}/logs/extended_metrics/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         stacks=lambda wildcards: settings_json(
@@ -91,19 +107,15 @@ rule extended_metrics:
         threshold=config["comparison"]["threshold"],
         seed=config["seed"],
         code=code_version("ferxai.compare", "ferxai.metrics"),
-    log:
-        f"{R}/logs/extended_metrics/{{method}}.log",
     shell:
-        "{FERXAI} extended-metrics --heatmaps {params.heatmaps} --stacks-json '{params.stacks}' "
+        "ferxai extended-metrics --heatmaps {params.heatmaps} --stacks-json '{params.stacks}' "
         "--gt $(dirname {input.masks[0]}) --bootstrap {params.bootstrap} --seed {params.seed} "
         "--out {output.metrics} > {log} 2>&1"
 
 
 rule cluster:
     input:
-        heatmaps=lambda wildcards: by_network_heatmaps(wildcards.method)
-        + by_fold_heatmaps(wildcards.method)
-        + total_heatmaps(wildcards.method),
+        heatmaps=clustering_heatmaps,
     output:
         dendrograms=report(
             expand(
@@ -113,16 +125,21 @@ rule cluster:
             caption="../report/dendrograms.rst",
             category="6. Clustering",
             subcategory="{method}",
-            labels=lambda wildcards, path: {"method": wildcards.method, "figure": Path(path).stem},
+            labels=lambda wildcards, path: {
+                "method": wildcards.method,
+                "figure": Path(path).stem,
+            },
         ),
+    log:
+        f"{R}/logs/cluster/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         threshold=config["comparison"]["threshold"],
         code=code_version("ferxai.cluster"),
-    log:
-        f"{R}/logs/cluster/{{method}}.log",
     shell:
-        "{FERXAI} cluster --heatmaps {params.heatmaps} --threshold {params.threshold} "
+        "ferxai cluster --heatmaps {params.heatmaps} --threshold {params.threshold} "
         "--out $(dirname {output.dendrograms[0]}) > {log} 2>&1"
 
 
@@ -139,7 +156,8 @@ rule sanity:
             for e in EXPRESSIONS
         ],
         reference=lambda wildcards: expand(
-            f"{get_reference_dir()}/{{expression}}_{REFERENCE_SUFFIX}.png", expression=EXPRESSIONS
+            f"{get_reference_dir()}/{{expression}}_{REFERENCE_SUFFIX}.png",
+            expression=EXPRESSIONS,
         ),
     output:
         table=report(
@@ -154,14 +172,16 @@ rule sanity:
             category="7. Sanity check",
             labels={"method": "{method}", "figure": "trained vs randomized"},
         ),
+    log:
+        f"{R}/logs/sanity/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         trained=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/trained",
         randomized=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/randomized",
-        pattern=lambda wildcards: "{Expression}_" + REFERENCE_SUFFIX + ".png",
+        pattern=lambda wildcards: f"{{Expression}}_{REFERENCE_SUFFIX}.png",
         code=code_version("ferxai.compare"),
-    log:
-        f"{R}/logs/sanity/{{method}}.log",
     shell:
-        "{FERXAI} sanity --trained {params.trained} --randomized {params.randomized} "
+        "ferxai sanity --trained {params.trained} --randomized {params.randomized} "
         "--reference $(dirname {input.reference[0]}) --pattern '{params.pattern}' "
         "--out {output.table} --figure {output.figure} > {log} 2>&1"

@@ -1,16 +1,20 @@
 rule synth:
     output:
         manifest=f"{R}/data/synth/manifest.csv",
-        cues=expand(f"{R}/data/synth/cues/{{expression}}_cue.png", expression=EXPRESSIONS),
+        cues=expand(
+            f"{R}/data/synth/cues/{{expression}}_cue.png", expression=EXPRESSIONS
+        ),
+    log:
+        f"{R}/logs/synth.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         synthetic=config["data"]["synthetic"],
         neutral="--neutral" if config["data"]["synthetic"]["neutral"] else "",
         seed=config["seed"],
         code=code_version("ferxai.data.synth"),
-    log:
-        f"{R}/logs/synth.log",
     shell:
-        "{FERXAI} synth --out-dir $(dirname {output.manifest}) "
+        "ferxai synth --out-dir $(dirname {output.manifest}) "
         "--subjects {params.synthetic[subjects]} --size {params.synthetic[size]} "
         "--images-per-expression {params.synthetic[images_per_expression]} "
         "--seed {params.seed} {params.neutral} > {log} 2>&1"
@@ -27,16 +31,18 @@ rule prepare_dataset:
             category="1. Data",
             labels={"table": "skipped inputs"},
         ),
+    log:
+        f"{R}/logs/prepare_dataset.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         source=get_prepare_source_flags,
         aliases=settings_json(config["data"]["label_aliases"]),
         min_size=config["data"]["min_size"],
         duplicates=config["data"]["duplicates"],
         code=code_version("ferxai.data.dataset", "ferxai.data.images"),
-    log:
-        f"{R}/logs/prepare_dataset.log",
     shell:
-        "{FERXAI} prepare {params.source} --aliases '{params.aliases}' "
+        "ferxai prepare {params.source} --aliases '{params.aliases}' "
         "--min-size {params.min_size} --duplicates {params.duplicates} "
         "--out {output.dataset} --skipped {output.skipped} > {log} 2>&1"
 
@@ -46,14 +52,16 @@ rule folds:
         dataset=rules.prepare_dataset.output.dataset,
     output:
         folds=f"{R}/data/folds.csv",
+    log:
+        f"{R}/logs/folds.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         k=config["data"]["folds"],
         seed=config["seed"],
         code=code_version("ferxai.data.folds"),
-    log:
-        f"{R}/logs/folds.log",
     shell:
-        "{FERXAI} folds --dataset {input.dataset} --k {params.k} --seed {params.seed} "
+        "ferxai folds --dataset {input.dataset} --k {params.k} --seed {params.seed} "
         "--out {output.folds} > {log} 2>&1"
 
 
@@ -68,16 +76,18 @@ rule landmarks:
             category="1. Data",
             labels={"table": "landmark failures"},
         ),
-    params:
-        source=get_landmark_source(),
-        max_fail=config["landmarks"]["max_failure_fraction"],
-        code=code_version("ferxai.landmarks"),
-    threads: 2
     log:
         f"{R}/logs/landmarks.log",
     benchmark:
         f"{R}/benchmarks/landmarks.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    threads: 2
+    params:
+        source=get_landmark_source(),
+        max_fail=config["landmarks"]["max_failure_fraction"],
+        code=code_version("ferxai.landmarks"),
     shell:
-        "FERXAI_THREADS={threads} {FERXAI} landmarks --dataset {input.dataset} "
+        "FERXAI_THREADS={threads} ferxai landmarks --dataset {input.dataset} "
         "--source {params.source} --max-failure-fraction {params.max_fail} "
         "--out {output.landmarks} --failures {output.failures} > {log} 2>&1"

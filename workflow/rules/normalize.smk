@@ -1,6 +1,8 @@
 rule normalize:
     input:
-        stacks=lambda wildcards: get_stacks("attributions", wildcards.method, wildcards.model, [wildcards.fold]),
+        stacks=lambda wildcards: get_stacks(
+            "attributions", wildcards.method, wildcards.model, [wildcards.fold]
+        ),
         landmarks=rules.landmarks.output.landmarks,
         dataset=rules.prepare_dataset.output.dataset,
     output:
@@ -8,15 +10,17 @@ rule normalize:
             f"{R}/normalized/{{{{method}}}}/{{{{model}}}}/fold{{{{fold}}}}/{{expression}}.h5",
             expression=EXPRESSIONS,
         ),
-    params:
-        order=config["normalization"]["order"],
-        code=code_version("ferxai.normalize"),
     log:
         f"{R}/logs/normalize/{{method}}_{{model}}_fold{{fold}}.log",
     benchmark:
         f"{R}/benchmarks/normalize/{{method}}_{{model}}_fold{{fold}}.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        order=config["normalization"]["order"],
+        code=code_version("ferxai.normalize"),
     shell:
-        "{FERXAI} normalize --stack {input.stacks} --landmarks {input.landmarks} "
+        "ferxai normalize --stack {input.stacks} --landmarks {input.landmarks} "
         "--dataset {input.dataset} --order {params.order} --out {output.stacks} > {log} 2>&1"
 
 
@@ -36,3 +40,5 @@ use rule normalize as normalize_randomized with:
         f"{R}/logs/normalize_randomized/{{method}}_{{model}}_fold{{fold}}.log",
     benchmark:
         f"{R}/benchmarks/normalize_randomized/{{method}}_{{model}}_fold{{fold}}.tsv"
+    conda:
+        "../envs/ferxai.yaml"

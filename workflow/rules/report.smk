@@ -16,15 +16,20 @@ rule figures:
             caption="../report/bars.rst",
             category="5. Comparison",
             subcategory="{method}",
-            labels={"method": "{method}", "figure": "IoU per network, sorted, 95 % CI"},
+            labels={
+                "method": "{method}",
+                "figure": "IoU per network, sorted, 95 % CI",
+            },
         ),
+    log:
+        f"{R}/logs/figures/{{method}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         code=code_version("ferxai.figures"),
-    log:
-        f"{R}/logs/figures/{{method}}.log",
     shell:
-        "{FERXAI} figures --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
+        "ferxai figures --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
         "--metrics {input.metrics} --extended {input.extended} "
         "--out-dir $(dirname {output.grid}) > {log} 2>&1"
 
@@ -39,13 +44,15 @@ rule methods_comparison:
             category="3. Heatmaps",
             labels={"figure": "methods side by side"},
         ),
+    log:
+        f"{R}/logs/figures/methods_comparison.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         dirs=[heatmap_dir(m) for m in METHODS],
         code=code_version("ferxai.figures"),
-    log:
-        f"{R}/logs/figures/methods_comparison.log",
     shell:
-        "{FERXAI} figures --methods {params.dirs} --methods-out {output.figure} > {log} 2>&1"
+        "ferxai figures --methods {params.dirs} --methods-out {output.figure} > {log} 2>&1"
 
 
 rule run_config:
@@ -56,15 +63,17 @@ rule run_config:
             category="0. Configuration",
             labels={"file": "validated configuration"},
         ),
-    params:
-        config=settings_json(config),
     log:
         f"{R}/logs/run_config.log",
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        config=settings_json(config),
     run:
         import json
-
         import yaml
-
         from ferxai.io import write_text
 
-        write_text(output[0], yaml.safe_dump(json.loads(params.config), sort_keys=False))
+        write_text(
+            output[0], yaml.safe_dump(json.loads(params.config), sort_keys=False)
+        )

@@ -5,16 +5,18 @@ rule train:
     output:
         weights=f"{R}/models/{{model}}/fold{{fold}}/model.pt",
         history=f"{R}/models/{{model}}/fold{{fold}}/history.csv",
-    params:
-        settings=training_settings,
-        code=code_version("ferxai.training", "ferxai.models"),
-    threads: 2
     log:
         f"{R}/logs/train/{{model}}_fold{{fold}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{model}}_fold{{fold}}.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    threads: 2
+    params:
+        settings=training_settings,
+        code=code_version("ferxai.training", "ferxai.models"),
     shell:
-        "FERXAI_THREADS={threads} {FERXAI} train --model {wildcards.model} --fold {wildcards.fold} "
+        "FERXAI_THREADS={threads} ferxai train --model {wildcards.model} --fold {wildcards.fold} "
         "--dataset {input.dataset} --folds {input.folds} --settings '{params.settings}' "
         "--out-dir $(dirname {output.weights}) > {log} 2>&1"
 
@@ -35,6 +37,13 @@ rule evaluate:
             subcategory="Confusion matrices",
             labels={"network": "{model}", "fold": "{fold}"},
         ),
+    log:
+        f"{R}/logs/evaluate/{{model}}_fold{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{model}}_fold{{fold}}.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    threads: 2
     params:
         settings=lambda wildcards: settings_json(
             {
@@ -45,13 +54,8 @@ rule evaluate:
             }
         ),
         code=code_version("ferxai.evaluation", "ferxai.models"),
-    threads: 2
-    log:
-        f"{R}/logs/evaluate/{{model}}_fold{{fold}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/{{model}}_fold{{fold}}.tsv"
     shell:
-        "FERXAI_THREADS={threads} {FERXAI} evaluate --model {wildcards.model} "
+        "FERXAI_THREADS={threads} ferxai evaluate --model {wildcards.model} "
         "--weights {input.weights} --fold {wildcards.fold} --dataset {input.dataset} "
         "--folds {input.folds} --settings '{params.settings}' "
         "--out-dir $(dirname {output.predictions}) > {log} 2>&1"
@@ -66,15 +70,17 @@ rule select_positives:
             expression=EXPRESSIONS,
         ),
         counts=f"{R}/positives/{{model}}/fold{{fold}}/counts.csv",
+    log:
+        f"{R}/logs/positives/{{model}}_fold{{fold}}.log",
+    conda:
+        "../envs/ferxai.yaml"
     params:
         n=config["positives"]["per_class"],
         seed=config["seed"],
         only_correct="--only-correct" if config["positives"]["only_correct"] else "",
         code=code_version("ferxai.evaluation"),
-    log:
-        f"{R}/logs/positives/{{model}}_fold{{fold}}.log",
     shell:
-        "{FERXAI} positives --predictions {input.predictions} --n {params.n} "
+        "ferxai positives --predictions {input.predictions} --n {params.n} "
         "--seed {params.seed} {params.only_correct} "
         "--out-dir $(dirname {output.counts}) > {log} 2>&1"
 
@@ -84,7 +90,11 @@ rule accuracy_table:
         metrics=expand(
             f"{R}/eval/{{model}}/fold{{fold}}/metrics.json", model=NETWORKS, fold=FOLDS
         ),
-        counts=expand(f"{R}/positives/{{model}}/fold{{fold}}/counts.csv", model=NETWORKS, fold=FOLDS),
+        counts=expand(
+            f"{R}/positives/{{model}}/fold{{fold}}/counts.csv",
+            model=NETWORKS,
+            fold=FOLDS,
+        ),
     output:
         accuracy=report(
             f"{R}/eval/accuracy.csv",
@@ -104,11 +114,13 @@ rule accuracy_table:
             category="2. Networks",
             labels={"figure": "accuracy per network"},
         ),
-    params:
-        code=code_version("ferxai.summary"),
     log:
         f"{R}/logs/accuracy_table.log",
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        code=code_version("ferxai.summary"),
     shell:
-        "{FERXAI} accuracy --metrics {input.metrics} --counts {input.counts} "
+        "ferxai accuracy --metrics {input.metrics} --counts {input.counts} "
         "--out {output.accuracy} --positives-out {output.positives} "
         "--figure {output.figure} > {log} 2>&1"

@@ -59,35 +59,52 @@ def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--input-size", type=int, required=True, help="network input size (px)")
     parser.add_argument("--dataset", type=Path, required=True, help="dataset.csv from prepare")
-    parser.add_argument("--positives", type=Path, required=True, help="positives CSV to explain")
-    parser.add_argument("--expression", required=True, choices=EXPRESSIONS)
+    parser.add_argument(
+        "--positives", type=Path, nargs="+", required=True, help="positives CSV(s) to explain"
+    )
+    parser.add_argument(
+        "--expression", nargs="+", required=True, choices=EXPRESSIONS, help="one per --positives"
+    )
     parser.add_argument("--fold", type=int, required=True)
     parser.add_argument("--method", default="lime", choices=METHODS)
     parser.add_argument("--settings", default="{}", help="JSON object of method settings")
     parser.add_argument("--seed", type=int, default=0, help="base seed (image i uses seed + i)")
-    parser.add_argument("--out", type=Path, required=True, help="output HDF5 stack")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="output HDF5 stack(s), one per --positives",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
 
 
 def cli_attribute(args: argparse.Namespace) -> None:
-    job = AttributeJob(
-        model=args.model,
-        weights=None if args.weights.lower() == "none" else args.weights,
-        input_size=args.input_size,
-        dataset=args.dataset,
-        positives=args.positives,
-        expression=args.expression,
-        fold=args.fold,
-        method=args.method,
-        settings=parse_settings(args.settings),
-        seed=args.seed,
-        out=args.out,
-        device=args.device,
-        threads=args.threads,
-        randomize=args.randomize,
-    )
-    run_attribute(job)
+    """Explain one or several expressions' positives; the network is loaded once for all."""
+    if not len(args.positives) == len(args.expression) == len(args.out):
+        raise ConfigError(
+            f"attribute: {len(args.expression)} --expression, {len(args.positives)} --positives "
+            f"and {len(args.out)} --out: give one of each per expression."
+        )
+    for expression, positives, out in zip(args.expression, args.positives, args.out, strict=True):
+        job = AttributeJob(
+            model=args.model,
+            weights=None if args.weights.lower() == "none" else args.weights,
+            input_size=args.input_size,
+            dataset=args.dataset,
+            positives=positives,
+            expression=expression,
+            fold=args.fold,
+            method=args.method,
+            settings=parse_settings(args.settings),
+            seed=args.seed,
+            out=out,
+            device=args.device,
+            threads=args.threads,
+            randomize=args.randomize,
+        )
+        run_attribute(job)
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -220,8 +237,21 @@ def _explain_chunk(explainer, model, job: AttributeJob, paths, positives, start:
     }
 
 
+_MODELS: dict[tuple, Any] = {}
+
+
 def load_model(job: AttributeJob, device):
-    """The network with ``job.weights`` loaded (or re-initialized from the seed), in eval mode."""
+    """The network with ``job.weights`` loaded (or re-initialized from the seed), in eval mode.
+
+    Cached per process: the expressions of one job share one network.
+    """
+    key = (job.model, job.weights, job.input_size, job.randomize, job.seed, str(device))
+    if key not in _MODELS:
+        _MODELS[key] = _build_model(job, device)
+    return _MODELS[key]
+
+
+def _build_model(job: AttributeJob, device):
     import torch
 
     from ferxai.models import create_model

@@ -150,3 +150,47 @@ def load_weights(model: TimmClassifier, path: str | os.PathLike, network: str) -
         len(skipped),
         ", ".join(skipped[:4]),
     )
+
+
+# ------------------------------------------------------------------ fetching (login node only)
+
+
+def fetch_weights(network: str, out_dir: str | os.PathLike) -> Path:
+    """Download the ImageNet weights of ``network`` with timm and save them as
+    ``out_dir/<timm name>.safetensors`` (atomically). Needs network access: run it once on a
+    login node (the workflow's optional localrule), never in a compute job."""
+    import timm
+    from safetensors.torch import save_file
+
+    from ferxai.io import atomic_path
+    from ferxai.models import model_info
+
+    info = model_info(network)
+    if info.timm_name is None:
+        raise ConfigError(f"{network} is trained from scratch; it has no pre-trained weights.")
+    model = timm.create_model(info.timm_name, pretrained=True)
+    target = Path(out_dir) / f"{info.timm_name}.safetensors"
+    with atomic_path(target) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    log.info("%s: saved ImageNet weights of %s to %s", network, info.timm_name, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ferxai.models.pretrained --out-dir weights [NETWORK ...]`` (all 8 by default)."""
+    import argparse
+
+    from ferxai.constants import PRETRAINED_NETWORKS
+
+    parser = argparse.ArgumentParser(description=fetch_weights.__doc__.split("\n")[0])
+    parser.add_argument("networks", nargs="*", default=list(PRETRAINED_NETWORKS))
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for network in args.networks:
+        print(fetch_weights(network, args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
