@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 
 from ferxai.device import autocast, select_device
-from ferxai.models import create_model, list_models, model_info, resolve_input_size
+from ferxai.models import (
+    create_model,
+    list_models,
+    min_input_size,
+    model_info,
+    resolve_input_size,
+)
 
 MODES = {"fp32": (False, "fp32"), "cl+bf16": (True, "bf16")}
 
@@ -96,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in args.models:
-        size = resolve_input_size(name, None if args.size == "native" else int(args.size))
+        # a requested size below a network's minimum (InceptionV3 75, Xception 71) is raised to it
+        wanted = None if args.size == "native" else max(int(args.size), min_input_size(name))
+        size = resolve_input_size(name, wanted)
         result = {m: bench_network(name, size, args.batch, args.steps, device, m) for m in MODES}
         lines.append(
             f"| {name} | {size} | {result['fp32']['infer']:.1f} | {result['cl+bf16']['infer']:.1f}"

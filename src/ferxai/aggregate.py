@@ -264,6 +264,8 @@ def _json_arg(text: str, flag: str, kind: type) -> Any:
 
 
 def cli_aggregate(args: argparse.Namespace) -> None:
+    from ferxai import provenance
+
     if args.chunk < 1:
         raise ConfigError(f"--chunk {args.chunk}: must be at least 1.")
     jobs = [job for plan in args.plan for job in _json_arg(plan, "--plan", list)]
@@ -290,6 +292,10 @@ def cli_aggregate(args: argparse.Namespace) -> None:
         )
         heatmap = pool_stacks(job["stacks"], args.chunk, job.get("attrs", {}), cache)
         write_heatmap(heatmap, out_h5, out_png, out_jet)
+        # One record per heatmap, naming exactly the stacks it pools.
+        record = provenance.build(job["stacks"], job.get("attrs", {}), {"command": "aggregate"})
+        for path in (out_h5, out_png):
+            provenance.write_sidecar(path, record)
         if heatmap.empty:
             log.warning("%s: empty heatmap: %s", out_png, heatmap.reason)
         else:

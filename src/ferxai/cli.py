@@ -47,6 +47,60 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Flags naming what a command reads and what it writes: after a successful run every output gets a
+# provenance record (ferxai version, git commit, hash of the settings, sha256 of the inputs).
+INPUT_FLAGS = (
+    "dataset", "folds", "weights", "positives", "predictions", "stack", "stacks", "landmarks",
+    "metrics", "counts", "manifest", "folder", "heatmaps", "gt", "trained", "randomized",
+    "reference", "extended", "spec",
+)  # fmt: skip
+OUTPUT_FLAGS = (
+    "out", "out_h5", "out_png", "out_jet", "out_dir", "skipped", "failures", "figure",
+    "positives_out", "methods_out",
+)  # fmt: skip
+NOT_SETTINGS = {"command", "func", "verbose", "threads", *INPUT_FLAGS, *OUTPUT_FLAGS}
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def record_provenance(args: argparse.Namespace) -> None:
+    """Write ``<output>.prov.json`` beside every output of the command that just succeeded.
+
+    Inputs given as lists of the same length as an output list (``--stack A B --out X Y``) are
+    paired element-wise, so each output names only the input it was made from.
+    """
+    import json
+    from pathlib import Path
+
+    from ferxai import provenance
+
+    values = vars(args)
+    settings = {k: v for k, v in values.items() if k not in NOT_SETTINGS and v is not None}
+    for key in ("settings", "plan", "attrs"):
+        if isinstance(settings.get(key), str) and settings[key].lstrip()[:1] in "[{":
+            settings[key] = json.loads(settings[key])
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+    inputs = {k: _as_list(values.get(k)) for k in INPUT_FLAGS if values.get(k) is not None}
+    if args.command == "aggregate" and values.get("plan"):
+        return  # plan mode records each heatmap itself, with its own stacks
+    for out_key in OUTPUT_FLAGS:
+        outputs = _as_list(values.get(out_key))
+        for i, output in enumerate(outputs):
+            if not Path(output).exists():
+                continue
+            sources = []
+            for paths in inputs.values():
+                paired = len(outputs) > 1 and len(paths) == len(outputs)
+                sources += [paths[i]] if paired else paths
+            sources = [p for p in sources if Path(p).exists()]
+            record = provenance.build(sources, settings, {"command": args.command})
+            provenance.write_sidecar(output, record)
+
+
 def _entry(name: str):
     module = importlib.import_module(COMMANDS[name][0])
     attr = name.replace("-", "_")
@@ -85,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
+        if args.command != "provenance":
+            record_provenance(args)
     except FerxaiError as exc:
         print(f"ferxai {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -370,8 +370,9 @@ def resolve_plan(network: str, fold: int, settings: TrainSettings, device) -> Tr
 
 
 def _run_identity(plan: TrainPlan, settings: TrainSettings, train_digest: str) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: all but the number of epochs."""
-    identity = {k: v for k, v in asdict(settings).items() if k != "epochs"}
+    """What a checkpoint must match to be resumed: all but the number of epochs (and the number
+    of loader workers, which changes no result)."""
+    identity = {k: v for k, v in asdict(settings).items() if k not in ("epochs", "num_workers")}
     plan_part = {k: v for k, v in asdict(plan).items() if k != "epochs"}
     return {"settings": identity, "plan": plan_part, "train_ids_sha256": train_digest}
 
@@ -429,8 +430,12 @@ def train(
     train_rows, val_rows = split_validation(split.train, settings.val_fraction, settings.seed)
     identity = _run_identity(plan, settings, ids_digest(split.train))
     ckpt_dir = out_dir / "checkpoints"
-    resume_from = _resumable_checkpoint(ckpt_dir, identity, plan.epochs)
-    write_json(ckpt_dir / "settings.json", identity)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        resume_from = _resumable_checkpoint(ckpt_dir, identity, plan.epochs)
+        write_json(ckpt_dir / "settings.json", identity)
+    else:  # a DDP rank Lightning re-launched: rank 0 has already vetted the folder
+        last = ckpt_dir / "last.ckpt"
+        resume_from = last if last.exists() else None
 
     log.info("%s fold %d: %d training, %d validation images at %d px, %d epochs, %s lr %g, %s "
              "on %s%s", network, fold, len(train_rows), len(val_rows), plan.input_size,

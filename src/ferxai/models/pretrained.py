@@ -58,6 +58,8 @@ def build_timm(info, num_classes: int = 6, pretrained: bool = False, weights=Non
             f"(e.g. weights/{info.timm_name}.safetensors) and set weights: to its path, use "
             f"weights: {HF_CACHE} with a pre-filled Hugging Face cache, or set pretrained: false."
         )
+    if weights is not None and not pretrained:
+        log.warning("%s: weights %s ignored because pretrained is false.", info.name, weights)
     from_cache = pretrained and str(weights) == HF_CACHE
     backbone = _create_backbone(info, from_cache)
     for module_name in _HEAD_ONLY_MODULES.get(info.timm_name, ()):
@@ -80,10 +82,18 @@ def _create_backbone(info, from_cache: bool) -> nn.Module:
     except Exception as exc:  # timm/huggingface_hub raise many types for a missing cache entry
         raise ConfigError(
             f"weights: {HF_CACHE} was given for {info.name} but timm model '{info.timm_name}' is "
-            f"not in the Hugging Face cache (HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}"
-            f'): {exc}. Fill the cache on a machine with network (python -c "import timm; '
-            f"timm.create_model('{info.timm_name}', pretrained=True)\") or give a local file."
+            f"not in the Hugging Face cache ({_hub_cache_dir()}): {exc}. Fill the cache on a "
+            "machine with network, or save a local file there with `python -m "
+            f"ferxai.models.pretrained --out-dir weights {info.name}` and set weights: to it."
         ) from exc
+
+
+def _hub_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return "huggingface_hub is not installed"
+    return str(constants.HF_HUB_CACHE)
 
 
 def _force_hf_offline() -> None:
