@@ -27,14 +27,22 @@ def reference() -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True,
-              timeout: int = 1800) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfile: Path | None = None,
+    check: bool = True,
+    timeout: int = 1800,
+) -> subprocess.CompletedProcess:
     """Run the workflow with `workdir` as working directory (results land in workdir/results)."""
     cmd = [
         str(VENV_BIN / "snakemake"),
-        "--snakefile", str(REPO / "workflow" / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(configfile or REPO / ".test" / "config.yaml"),
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile or REPO / ".test" / "config.yaml"),
         *args,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)

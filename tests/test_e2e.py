@@ -36,12 +36,16 @@ def test_heatmaps_exist_with_canvas_shape(test_run):
 
 
 def test_attribution_and_normalized_stacks(test_run):
-    stack = read_stack(test_run / "results" / "attributions" / "lime" / NETS[0] / "fold1" / "Happiness.h5")
+    stack = read_stack(
+        test_run / "results" / "attributions" / "lime" / NETS[0] / "fold1" / "Happiness.h5"
+    )
     size = CONFIG["networks"]["defaults"]["input_size"]
     assert stack.maps.shape[1:] == (size, size)
     assert stack.attrs["method"] == "lime"
     assert (stack.maps >= 0).all()  # the paper's map keeps positive weights only
-    norm = read_stack(test_run / "results" / "normalized" / "lime" / NETS[0] / "fold1" / "Happiness.h5")
+    norm = read_stack(
+        test_run / "results" / "normalized" / "lime" / NETS[0] / "fold1" / "Happiness.h5"
+    )
     assert norm.maps.shape[1:] == (275, 224)
     assert norm.image_id == stack.image_id
 
@@ -82,11 +86,62 @@ def test_same_seed_bit_identical(test_run, tmp_path):
     snakemake(tmp_path, "--cores", "2")
     first, second = test_run / "results", tmp_path / "results"
     compared = 0
-    for pattern in ("heatmaps/**/*.png", "heatmaps/**/*.h5", "comparison/**/*.csv",
-                    "attributions/**/*.h5", "normalized/**/*.h5", "models/*/*/model.pt",
-                    "eval/*/*/predictions.csv"):
+    for pattern in (
+        "heatmaps/**/*.png",
+        "heatmaps/**/*.h5",
+        "comparison/**/*.csv",
+        "attributions/**/*.h5",
+        "normalized/**/*.h5",
+        "models/*/*/model.pt",
+        "eval/*/*/predictions.csv",
+    ):
         for path in sorted(first.glob(pattern)):
             twin = second / path.relative_to(first)
             assert filecmp.cmp(path, twin, shallow=False), f"{path.relative_to(first)} differs"
             compared += 1
     assert compared > 50
+
+
+def test_expression_never_predicted_gives_explicit_empty_results(test_run):
+    """A network that never predicts an expression: empty heatmap with its reason, NaN metrics
+    with a note, left out of the dendrogram with a note — no crash, no fake numbers."""
+    import h5py
+
+    results = test_run / "results"
+    with open(results / "eval" / "positives_counts.csv") as fh:
+        counts = list(csv.DictReader(fh))
+    totals = {}
+    for row in counts:
+        key = (row["network"], row["expression"])
+        totals[key] = totals.get(key, 0) + int(row["selected"])
+    empty = [key for key, n in totals.items() if n == 0]
+    if not empty:
+        pytest.skip("every network predicted every expression in this run")
+    network, expression = empty[0]
+    with h5py.File(results / "heatmaps" / "lime" / f"{network}_{expression}_heatmap.h5") as h5:
+        assert bool(h5.attrs["empty"]) and "no explained images" in h5.attrs["reason"]
+    with open(results / "comparison" / "lime" / "metrics_extended.csv") as fh:
+        row = next(
+            r
+            for r in csv.DictReader(fh)
+            if (r["network"], r["fold"], r["expression"]) == (network, "all", expression)
+        )
+    assert math.isnan(float(row["iou"])) and "empty heatmap" in row["note"]
+    with open(results / "clustering" / "lime" / "excluded.csv") as fh:
+        left_out = {(r["clustering"], r["leaf"]) for r in csv.DictReader(fh)}
+    assert (f"by_network_{expression}", network) in left_out
+
+
+def test_provenance_chain_from_heatmap_to_checkpoint(test_run):
+    from ferxai.provenance import read
+
+    results = test_run / "results"
+    heatmap = results / "heatmaps" / "lime" / f"{NETS[0]}_Sadness_heatmap.h5"
+    record = read(heatmap)
+    assert record["config_hash"] and record["ferxai_version"]
+    stacks = [i["path"] for i in record["inputs"]]
+    assert any("normalized/lime" in p for p in stacks)
+    normalized = read(results / "normalized" / "lime" / NETS[0] / "fold1" / "Sadness.h5")
+    assert any("attributions/lime" in i["path"] for i in normalized["inputs"])
+    attribution = read(results / "attributions" / "lime" / NETS[0] / "fold1" / "Sadness.h5")
+    assert any(i["path"].endswith("model.pt") for i in attribution["inputs"])

@@ -93,7 +93,13 @@ def dry_run(workdir: Path, configfile: Path, env: dict | None = None):
 
 def complete_local_run(tmp_path_factory) -> Path:
     """A finished local run of the `.test` config, made once per pytest session and shared with
-    tests/test_slurm.py (which compares its SLURM run against it). Dry runs never modify it."""
+    tests/test_slurm.py (which compares its SLURM run against it). Dry runs never modify it.
+
+    FERXAI_TEST_RUN_DIR names an existing finished run to reuse instead (saves minutes while
+    iterating; the tests still check by a dry run that it is complete and up to date)."""
+    reuse = os.environ.get("FERXAI_TEST_RUN_DIR")
+    if reuse:
+        return Path(reuse)
     workdir = tmp_path_factory.getbasetemp() / "local_test_run"
     done = tmp_path_factory.getbasetemp() / "local_test_run.complete"
     if not done.exists():
@@ -155,8 +161,11 @@ def test_comparison_threshold_reruns_only_comparison_and_report(complete_run):
 
 def test_editing_a_stage_reruns_that_stage_and_what_follows(complete_run):
     root, workdir = complete_run
-    source_copy = root / "src"
-    shutil.copytree(REPO / "src", source_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    # a checkout's layout (src/ beside workflow/: ferxai reads workflow/schemas from it)
+    checkout = root / "checkout"
+    for part in ("src", "workflow"):
+        shutil.copytree(REPO / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    source_copy = checkout / "src"
     module = source_copy / "ferxai" / "aggregate.py"
     module.write_text(module.read_text() + "\n# an edit: the stage's code version changes\n")
     env = {

@@ -11,10 +11,30 @@ import yaml
 from tests.conftest import REPO, VENV_BIN, snakemake
 
 RULES = {
-    "synth", "prepare_dataset", "folds", "landmarks", "train", "evaluate", "select_positives",
-    "accuracy_table", "attribute", "attribute_randomized", "normalize", "normalize_randomized",
-    "aggregate_by_network", "aggregate_by_expression", "aggregate_randomized", "groundtruth",
-    "compare", "tables", "extended_metrics", "cluster", "sanity", "figures", "run_config", "all",
+    "synth",
+    "prepare_dataset",
+    "folds",
+    "landmarks",
+    "train",
+    "evaluate",
+    "select_positives",
+    "accuracy_table",
+    "attribute",
+    "attribute_randomized",
+    "normalize",
+    "normalize_randomized",
+    "aggregate_by_network",
+    "aggregate_by_expression",
+    "aggregate_randomized",
+    "groundtruth",
+    "compare",
+    "tables",
+    "extended_metrics",
+    "cluster",
+    "sanity",
+    "figures",
+    "run_config",
+    "all",
 }
 
 
@@ -28,7 +48,9 @@ def test_snakemake_lint_is_clean():
 
 def test_snakefmt_clean():
     proc = subprocess.run(
-        [str(VENV_BIN / "snakefmt"), "--check", "workflow"], cwd=REPO, capture_output=True,
+        [str(VENV_BIN / "snakefmt"), "--check", "workflow"],
+        cwd=REPO,
+        capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -36,8 +58,10 @@ def test_snakefmt_clean():
 
 def test_ruff_clean():
     proc = subprocess.run(
-        [str(VENV_BIN / "ruff"), "check", "src", "tests", "bench"], cwd=REPO,
-        capture_output=True, text=True,
+        [str(VENV_BIN / "ruff"), "check", "src", "tests", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -210,7 +210,11 @@ def schema_markdown() -> str:
 
     walk(root, "")
     training = root["$defs"]["training"]
-    lines += ["", "Training settings (`networks.defaults` and each `networks.overrides.<Network>`):", ""]
+    lines += [
+        "",
+        "Training settings (`networks.defaults` and each `networks.overrides.<Network>`):",
+        "",
+    ]
     lines += ["| key | default | description |", "| --- | --- | --- |"]
     for key, sub in training["properties"].items():
         default = json.dumps(training["default"].get(key))

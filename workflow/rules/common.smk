@@ -160,10 +160,7 @@ def get_final_outputs():
             f"{R}/figures/{method}/heatmap_grid.png",
             f"{R}/figures/{method}/iou_bars.png",
         ]
-        outputs += [
-            f"{R}/clustering/{method}/dendrogram_by_network_{e}.png"
-            for e in EXPRESSIONS
-        ]
+        outputs.append(f"{R}/clustering/{method}")
         if SANITY_FOLDS:
             outputs += [
                 f"{R}/sanity/{method}/sanity.csv",

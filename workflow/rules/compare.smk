@@ -117,18 +117,13 @@ rule cluster:
     input:
         heatmaps=clustering_heatmaps,
     output:
-        dendrograms=report(
-            expand(
-                f"{R}/clustering/{{{{method}}}}/dendrogram_by_network_{{expression}}.png",
-                expression=EXPRESSIONS,
-            ),
+        clustering=report(
+            directory(f"{R}/clustering/{{method}}"),
+            patterns=["dendrogram_{kind}.png"],
             caption="../report/dendrograms.rst",
             category="6. Clustering",
             subcategory="{method}",
-            labels=lambda wildcards, path: {
-                "method": wildcards.method,
-                "figure": Path(path).stem,
-            },
+            labels={"method": "{method}", "dendrogram": "{kind}"},
         ),
     log:
         f"{R}/logs/cluster/{{method}}.log",
@@ -140,7 +135,7 @@ rule cluster:
         code=code_version("ferxai.cluster"),
     shell:
         "ferxai cluster --heatmaps {params.heatmaps} --threshold {params.threshold} "
-        "--out $(dirname {output.dendrograms[0]}) > {log} 2>&1"
+        "--out {output.clustering} > {log} 2>&1"
 
 
 rule sanity:
