@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def snakemake(
     configfile: Path | None = None,
     check: bool = True,
     timeout: int = 1800,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the workflow with `workdir` as working directory (results land in workdir/results)."""
     cmd = [
@@ -45,7 +47,9 @@ def snakemake(
         str(configfile or REPO / ".test" / "config.yaml"),
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
@@ -54,9 +58,27 @@ def snakemake(
     return proc
 
 
+def complete_local_run(tmp_path_factory) -> Path:
+    """One finished local run of the `.test` workflow per pytest session, shared by the end-to-end,
+    rerun, fault-injection and SLURM tests (which compare against it).
+
+    FERXAI_TEST_RUN_DIR names an existing finished run to reuse instead (saves minutes while
+    iterating; tests that need it complete check so by a dry run)."""
+    reuse = os.environ.get("FERXAI_TEST_RUN_DIR")
+    if reuse:
+        return Path(reuse)
+    workdir = tmp_path_factory.getbasetemp() / "local_test_run"
+    done = tmp_path_factory.getbasetemp() / "local_test_run.complete"
+    if not done.exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir()
+        # a test session inside a SLURM allocation must not leak it into the local run
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        snakemake(workdir, "--cores", "2", env=env)
+        done.touch()
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory) -> Path:
-    """One complete local run of the `.test` workflow, shared by the end-to-end tests."""
-    workdir = tmp_path_factory.mktemp("e2e_run")
-    snakemake(workdir, "--cores", "2")
-    return workdir
+    return complete_local_run(tmp_path_factory)

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import complete_local_run
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,26 +91,6 @@ def planned_jobs(log: str) -> list[tuple[str, dict[str, str]]]:
 
 def dry_run(workdir: Path, configfile: Path, env: dict | None = None):
     return planned_jobs(snakemake(workdir, configfile, "-n", env=env))
-
-
-def complete_local_run(tmp_path_factory) -> Path:
-    """A finished local run of the `.test` config, made once per pytest session and shared with
-    tests/test_slurm.py (which compares its SLURM run against it). Dry runs never modify it.
-
-    FERXAI_TEST_RUN_DIR names an existing finished run to reuse instead (saves minutes while
-    iterating; the tests still check by a dry run that it is complete and up to date)."""
-    reuse = os.environ.get("FERXAI_TEST_RUN_DIR")
-    if reuse:
-        return Path(reuse)
-    workdir = tmp_path_factory.getbasetemp() / "local_test_run"
-    done = tmp_path_factory.getbasetemp() / "local_test_run.complete"
-    if not done.exists():
-        shutil.rmtree(workdir, ignore_errors=True)
-        # a test session inside a SLURM allocation must not leak it into the local run
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-        snakemake(workdir, TEST_CONFIG, env=env)
-        done.touch()
-    return workdir
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_reruns import complete_local_run  # one local run per session, shared
 
 from ferxai import profiles
+from tests.conftest import complete_local_run  # one local run per session, shared
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -154,6 +154,9 @@ def find(path: str | os.PathLike) -> dict[str, Any] | None:
         if prov is not None:
             return prov
     sidecar = sidecar_path(path)
+    if not sidecar.is_file() and path.is_file():
+        # Files a command wrote into its --out-dir share that folder's record (model.pt, ...).
+        sidecar = sidecar_path(path.parent)
     if sidecar.is_file():
         try:
             return read_json(sidecar)
