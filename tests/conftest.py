@@ -82,3 +82,40 @@ def complete_local_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def test_run(tmp_path_factory) -> Path:
     return complete_local_run(tmp_path_factory)
+
+
+SLURM_SCRIPTS = REPO / "tests" / "slurm"
+
+
+def _start_slurm(base: str) -> None:
+    env = {**os.environ, "FERXAI_SLURM_BASE": base}
+    started = subprocess.run(
+        ["bash", str(SLURM_SCRIPTS / "start_slurm.sh")], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"start_slurm.sh failed:\n{started.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM (tests/slurm/start_slurm.sh), up until the session ends."""
+    base = os.environ.get("FERXAI_SLURM_BASE", "/tmp/ferxai-slurm")
+    _start_slurm(base)
+    yield base
+    if os.environ.get("FERXAI_SLURM_KEEP") != "1":
+        subprocess.run(
+            ["bash", str(SLURM_SCRIPTS / "stop_slurm.sh")],
+            env={**os.environ, "FERXAI_SLURM_BASE": base}, capture_output=True, timeout=300,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _slurm_controller_if_installed(request):
+    """Where SLURM's client is installed, keep its controller up for the whole session.
+
+    snakemake-executor-plugin-slurm runs `scontrol show config` whenever Snakemake starts, even
+    for local runs; with the client installed but no controller, that costs ~10 s per call.
+    """
+    if os.geteuid() == 0 and shutil.which("scontrol") and os.environ.get("FERXAI_NO_SLURM") != "1":
+        request.getfixturevalue("slurm_cluster")

@@ -4,6 +4,7 @@ final artifacts are bit-identical to the uninterrupted run (bench/fault_injectio
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -15,6 +16,7 @@ spec = importlib.util.spec_from_file_location(
     "fault_injection", REPO / "bench" / "fault_injection.py"
 )
 fault_injection = importlib.util.module_from_spec(spec)
+sys.modules["fault_injection"] = fault_injection  # dataclasses look their module up there
 spec.loader.exec_module(fault_injection)
 
 

@@ -75,24 +75,6 @@ if _skip_reason():
     pytestmark.append(pytest.mark.skip(reason=_skip_reason()))
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    base = os.environ.get("FERXAI_SLURM_BASE", "/tmp/ferxai-slurm")
-    env = {**os.environ, "FERXAI_SLURM_BASE": base}
-    started = subprocess.run(
-        ["bash", str(HERE / "start_slurm.sh")], env=env, capture_output=True, text=True, timeout=600
-    )
-    if started.returncode != 0:
-        pytest.fail(f"start_slurm.sh failed:\n{started.stderr[-4000:]}")
-    try:
-        yield base
-    finally:
-        if os.environ.get("FERXAI_SLURM_KEEP") != "1":
-            subprocess.run(
-                ["bash", str(HERE / "stop_slurm.sh")], env=env, capture_output=True, timeout=300
-            )
-
-
 def deep_merge(base: dict, overlay: dict) -> dict:
     """``overlay`` into ``base``, mapping by mapping (Snakemake's own profile merge is per key)."""
     merged = dict(base)

@@ -365,16 +365,25 @@ def _duplicate_problem(entry: Entry, found: Inspection, first_by_digest, mode: s
     return f"duplicate of {first.path}"
 
 
+def _portable(path: Path) -> str:
+    """Relative to the working directory when under it (results then move with their folder and
+    two runs in different folders are byte-identical), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _dataset_row(entry: Entry, found: Inspection) -> dict:
     return {
         "image_id": entry.image_id,
-        "path": str(entry.path),
+        "path": _portable(entry.path),
         "expression": entry.expression,
         "label": label_index(entry.expression),
         "subject": entry.subject,
         "width": found.width,
         "height": found.height,
-        "landmarks": str(entry.landmarks) if entry.landmarks else "",
+        "landmarks": _portable(entry.landmarks) if entry.landmarks else "",
         "sha1": found.sha1,
     }
 
