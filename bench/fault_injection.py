@@ -67,18 +67,18 @@ class Outcome:
     partial_left: int
 
 
-def run_workflow(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+def workflow_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    return [SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
+            str(workdir), "--configfile", str(configfile), *args]  # fmt: skip
+
+
+def run_workflow(
+    workdir: Path, *args: str, configfile: Path, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        workflow_command(workdir, configfile, *args), capture_output=True, text=True, cwd=workdir,
+        env=env,
+    )  # fmt: skip
 
 
 def stage_processes(workdir: Path, subcommand: str) -> list[int]:
@@ -109,24 +109,20 @@ def ready_to_kill(workdir: Path, stage: str) -> bool:
 
 
 def inject(
-    stage: str, fault: str, reference: Path, root: Path, configfile: Path, timeout: float = 1200
+    stage: str,
+    fault: str,
+    reference: Path,
+    root: Path,
+    configfile: Path,
+    timeout: float = 1200,
+    env: dict | None = None,
 ) -> Outcome:
     workdir = root / f"{stage}_{fault}"
     workdir.mkdir(parents=True)
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-    ]
+    cmd = workflow_command(workdir, configfile, "--cores", "2")
     log = open(workdir / "first_attempt.log", "w")
     proc = subprocess.Popen(
-        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
     subcommand, killed, start = STAGES[stage], False, time.monotonic()
     while proc.poll() is None and time.monotonic() - start < timeout:
@@ -145,8 +141,10 @@ def inject(
     log.close()
     if not killed:
         return Outcome(stage, fault, "stage never ran (not killed)", "-", "-", 0, 0)
-    run_workflow(workdir, "--unlock", configfile=configfile)
-    rerun = run_workflow(workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile)
+    run_workflow(workdir, "--unlock", configfile=configfile, env=env)
+    rerun = run_workflow(
+        workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile, env=env
+    )
     (workdir / "rerun.log").write_text(rerun.stdout + rerun.stderr)
     if rerun.returncode != 0:
         return Outcome(stage, fault, f"rerun FAILED ({rerun.returncode})", "-", "-", 0, 0)

@@ -6,12 +6,27 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+# snakemake-executor-plugin-slurm runs `scontrol show config` whenever Snakemake starts, local runs
+# included; where SLURM's client is installed but no controller answers, that waits ~10 s. Local
+# test runs get an `scontrol` that fails at once; the SLURM tests keep the real PATH.
+_NO_SLURM_BIN = Path(tempfile.mkdtemp(prefix="ferxai-local-bin-"))
+(_NO_SLURM_BIN / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+(_NO_SLURM_BIN / "scontrol").chmod(0o755)
+
+
+def local_env(base: dict | None = None) -> dict:
+    """Environment of a local (non-SLURM) Snakemake run in the tests."""
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = f"{_NO_SLURM_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def reference_dir() -> Path:
@@ -48,7 +63,7 @@ def snakemake(
         *args,
     ]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env or local_env()
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -73,7 +88,7 @@ def complete_local_run(tmp_path_factory) -> Path:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir()
         # a test session inside a SLURM allocation must not leak it into the local run
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env = local_env({k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
         snakemake(workdir, "--cores", "2", env=env)
         done.touch()
     return workdir
@@ -108,14 +123,3 @@ def slurm_cluster():
             ["bash", str(SLURM_SCRIPTS / "stop_slurm.sh")],
             env={**os.environ, "FERXAI_SLURM_BASE": base}, capture_output=True, timeout=300,
         )  # fmt: skip
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _slurm_controller_if_installed(request):
-    """Where SLURM's client is installed, keep its controller up for the whole session.
-
-    snakemake-executor-plugin-slurm runs `scontrol show config` whenever Snakemake starts, even
-    for local runs; with the client installed but no controller, that costs ~10 s per call.
-    """
-    if os.geteuid() == 0 and shutil.which("scontrol") and os.environ.get("FERXAI_NO_SLURM") != "1":
-        request.getfixturevalue("slurm_cluster")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, local_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ spec.loader.exec_module(fault_injection)
 @pytest.mark.parametrize("stage, fault", [("train", "workflow"), ("attribute", "job")])
 def test_killed_run_resumes_identically(test_run, tmp_path, stage, fault):
     outcome = fault_injection.inject(
-        stage, fault, test_run, tmp_path, REPO / ".test" / "config.yaml"
+        stage, fault, test_run, tmp_path, REPO / ".test" / "config.yaml", env=local_env()
     )
     assert outcome.outcome == "completed", outcome
     assert outcome.identical == "yes", outcome

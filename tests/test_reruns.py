@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import complete_local_run
+from tests.conftest import complete_local_run, local_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,7 +71,7 @@ def snakemake(workdir: Path, configfile: Path, *extra: str, env: dict | None = N
         *extra,
     ]
     result = subprocess.run(
-        cmd, cwd=REPO, env=env or dict(os.environ), capture_output=True, text=True,
+        cmd, cwd=REPO, env=env or local_env(), capture_output=True, text=True,
         timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert result.returncode == 0, f"{' '.join(cmd)}:\n{(result.stdout + result.stderr)[-6000:]}"

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import REPO, VENV_BIN, snakemake
+from tests.conftest import REPO, VENV_BIN, local_env, snakemake
 
 RULES = {
     "synth",
@@ -40,7 +40,11 @@ RULES = {
 
 def test_snakemake_lint_is_clean():
     proc = subprocess.run(
-        [str(VENV_BIN / "snakemake"), "--lint"], cwd=REPO, capture_output=True, text=True
+        [str(VENV_BIN / "snakemake"), "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=local_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -188,7 +188,8 @@ def write_stack(path: str | os.PathLike, stack: Stack) -> None:
             h5.create_dataset("true_label", data=np.asarray(stack.true_label, dtype=np.int64))
             h5.create_dataset("predicted", data=np.asarray(stack.predicted, dtype=np.int64))
             probs = np.asarray(stack.probabilities, dtype=np.float32)
-            probs = probs.reshape(n, probs.shape[-1] if probs.ndim == 2 else 0 if n == 0 else -1)
+            if probs.ndim == 1:  # an empty stack's (0,) or one value per map
+                probs = probs.reshape(n, -1) if n else probs.reshape(0, 0)
             h5.create_dataset("probabilities", data=probs)
             for name, array in stack.extras.items():
                 _write_array(h5, name, np.asarray(array))
