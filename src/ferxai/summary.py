@@ -11,37 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.constants import NETWORKS
-from ferxai.io import read_csv, read_json, save_figure, write_csv
+from ferxai.io import read_csv, save_figure, write_csv
 
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
-
-
-def accuracy_rows(metric_files: list[str]) -> list[dict]:
-    """One row per (network, fold) plus ``mean`` and ``sd`` rows per network."""
-    per_network: dict[str, list[dict]] = {}
-    for path in metric_files:
-        metrics = read_json(path)
-        per_network.setdefault(metrics["network"], []).append(metrics)
-    order = sorted(per_network, key=lambda n: NETWORKS.index(n) if n in NETWORKS else 99)
-    rows = []
-    for network in order:
-        runs = sorted(per_network[network], key=lambda m: int(m["fold"]))
-        for m in runs:
-            rows.append(
-                {"network": network, "fold": str(m["fold"]), "n": m.get("n", "")}
-                | {k: float(m[k]) for k in METRICS}
-            )
-        values = {k: np.array([float(m[k]) for m in runs]) for k in METRICS}
-        rows.append(
-            {"network": network, "fold": "mean", "n": ""}
-            | {k: float(v.mean()) for k, v in values.items()}
-        )
-        rows.append(
-            {"network": network, "fold": "sd", "n": ""}
-            | {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
-        )
-    return rows
 
 
 def positives_rows(count_files: list[str]) -> list[dict]:
@@ -90,7 +62,9 @@ def cli_accuracy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_accuracy(args: argparse.Namespace) -> None:
-    rows = accuracy_rows(args.metrics)
+    from ferxai.evaluation import accuracy_table
+
+    rows = accuracy_table(args.metrics)
     write_csv(args.out, rows, ["network", "fold", "n", *METRICS])
     if args.positives_out:
         fields = ["network", "fold", "expression", "available", "selected", "requested"]
