@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,19 @@ import yaml
 from ferxai.constants import SCRATCH_NETWORKS
 from ferxai.errors import ConfigError
 
-SCHEMA_RESOURCE = "config.schema.yaml"
+SCHEMA_FILE = "config.schema.yaml"
 
 
 @cache
 def load_schema() -> dict:
-    """The configuration schema: the workflow's copy in a source checkout, else the packaged one."""
-    repo_copy = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / SCHEMA_RESOURCE
-    if repo_copy.is_file():
-        return yaml.safe_load(repo_copy.read_text(encoding="utf-8"))
-    text = resources.files("ferxai.resources").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
-    return yaml.safe_load(text)
+    """The configuration schema, read from the workflow in this source checkout."""
+    path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / SCHEMA_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: the workflow's configuration schema is missing. ferxai validates configs "
+            "from a source checkout: install it with `pip install -e .` from the repository."
+        )
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def _resolve(schema: dict, root: dict) -> dict:
