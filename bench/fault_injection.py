@@ -1,15 +1,23 @@
 """Kill -9 the workflow (or a single job) at each stage of the `.test` run, rerun, and compare.
 
-For every stage and fault the script starts the `.test` workflow in a fresh folder, waits until a
-job of that stage is running (for `train`, until its first epoch checkpoint exists, so that resuming
-is exercised), kills it with SIGKILL — the whole Snakemake process group ("workflow") or only the
-stage's process ("job") — then reruns (`--unlock`, then `--rerun-incomplete`) and compares every
-final artifact with an uninterrupted reference run, byte for byte.
+A kill waits until a job of the stage is running (for `train`, until its first epoch checkpoint
+exists, so that resuming is exercised) and sends SIGKILL to the whole Snakemake process group
+("workflow") or only to the stage's process ("job"); the rerun is `--unlock`, then
+`--rerun-incomplete`. Every final artifact is then compared byte for byte with an uninterrupted
+reference run.
+
+Two modes:
+- `chain` (default): one run per fault, killed at every stage in turn: each rerun resumes what the
+  previous attempt left and is itself killed at the next stage, the last one completes. About three
+  `.test` runs in all (reference + one chain per fault).
+- `independent`: a fresh run per (stage, fault), killed once and rerun (what `tests/test_faults.py`
+  does for two stages); about 2 × stages × faults `.test` runs.
 
     .venv/bin/python bench/fault_injection.py                      # all stages, both faults
-    .venv/bin/python bench/fault_injection.py --stages train attribute --faults workflow
+    .venv/bin/python bench/fault_injection.py --mode independent --stages train attribute
 
-Prints a Markdown table: stage, fault, outcome, resumed, identical, files lost, partial files left.
+Prints a Markdown table: stage, fault, outcome, resumed, identical, files lost, partial files left
+(identical and lost count the artifacts that stage writes).
 """
 
 from __future__ import annotations
@@ -41,17 +49,20 @@ STAGES = {
     "compare": "compare",
     "cluster": "cluster",
 }
-# Final artifacts compared with the reference run.
-ARTIFACTS = (
-    "data/*.csv",
-    "models/*/*/model.pt",
-    "eval/*/*/predictions.csv",
-    "attributions/**/*.h5",
-    "normalized/**/*.h5",
-    "heatmaps/**/*.png",
-    "heatmaps/**/*.h5",
-    "comparison/**/*.csv",
-    "clustering/**/*.csv",
+# Final artifacts of each stage, compared with the reference run.
+STAGE_ARTIFACTS = {
+    "synth": ("data/synth/manifest.csv", "data/synth/images/*.png", "data/synth/cues/*.png"),
+    "prepare_dataset": ("data/dataset.csv", "data/skipped.csv", "data/folds.csv"),
+    "landmarks": ("landmarks/*.h5", "landmarks/*.csv"),
+    "train": ("models/*/*/model.pt", "models/*/*/history.csv"),
+    "evaluate": ("eval/*/*/predictions.csv", "eval/*/*/metrics.json"),
+    "attribute": ("attributions/**/*.h5",),
+    "normalize": ("normalized/**/*.h5",),
+    "aggregate": ("heatmaps/**/*.png", "heatmaps/**/*.h5", "sanity/heatmaps/**/*.h5"),
+    "compare": ("comparison/**/*.csv",),
+    "cluster": ("clustering/**/*.csv",),
+}
+ARTIFACTS = tuple(p for patterns in STAGE_ARTIFACTS.values() for p in patterns) + (
     "sanity/**/*.csv",
 )
 
@@ -108,6 +119,28 @@ def ready_to_kill(workdir: Path, stage: str) -> bool:
     return any((workdir / "results" / "models").glob("*/*/checkpoints/last.ckpt"))
 
 
+def kill_at_stage(
+    proc: subprocess.Popen, workdir: Path, stage: str, fault: str, timeout: float
+) -> bool:
+    """Wait for a job of `stage` in the run `proc`, then SIGKILL the run or that job."""
+    subcommand, start = STAGES[stage], time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        pids = stage_processes(workdir, subcommand)
+        if pids and ready_to_kill(workdir, stage):
+            time.sleep(0.5)  # let it write something
+            if fault == "workflow":
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:  # it finished in the meantime
+                        pass
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def inject(
     stage: str,
     fault: str,
@@ -124,19 +157,7 @@ def inject(
     proc = subprocess.Popen(
         cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
-    subcommand, killed, start = STAGES[stage], False, time.monotonic()
-    while proc.poll() is None and time.monotonic() - start < timeout:
-        pids = stage_processes(workdir, subcommand)
-        if pids and ready_to_kill(workdir, stage):
-            time.sleep(0.5)  # let it write something
-            if fault == "workflow":
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.1)
+    killed = kill_at_stage(proc, workdir, stage, fault, timeout)
     proc.wait()
     log.close()
     if not killed:
@@ -157,16 +178,80 @@ def inject(
     return Outcome(stage, fault, "completed", resumed, "yes" if identical else "NO", lost, partial)
 
 
-def compare(reference: Path, candidate: Path) -> tuple[bool, int]:
+def chain(
+    fault: str,
+    stages: list[str],
+    reference: Path,
+    root: Path,
+    configfile: Path,
+    timeout: float = 1200,
+    env: dict | None = None,
+) -> list[Outcome]:
+    """One run killed at every stage in turn (each attempt resumes the last), then completed."""
+    workdir = root / f"chain_{fault}"
+    workdir.mkdir(parents=True)
+    reached = {}
+    for attempt, stage in enumerate(stages):
+        if attempt:
+            run_workflow(workdir, "--unlock", configfile=configfile, env=env)
+        cmd = workflow_command(workdir, configfile, "--cores", "2", "--rerun-incomplete")
+        with open(workdir / f"attempt{attempt}_{stage}.log", "w") as log:
+            proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env)  # fmt: skip
+            reached[stage] = kill_at_stage(proc, workdir, stage, fault, timeout)
+            proc.wait()
+        print(f"  {stage}: {'killed' if reached[stage] else 'not reached'}", file=sys.stderr)
+    run_workflow(workdir, "--unlock", configfile=configfile, env=env)
+    final = run_workflow(workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile,
+                         env=env)  # fmt: skip
+    (workdir / "final.log").write_text(final.stdout + final.stderr)
+    partial = len(list((workdir / "results").rglob(".*.partial*")))
+    outcomes = []
+    for stage in stages:
+        if not reached[stage]:
+            outcomes.append(
+                Outcome(stage, fault, "stage done before a kill landed", "-", "-", 0, 0)
+            )
+            continue
+        if final.returncode != 0:
+            outcomes.append(Outcome(stage, fault, f"rerun FAILED ({final.returncode})", "-", "-",
+                                    0, partial))  # fmt: skip
+            continue
+        resumed = "-"
+        if stage == "train":
+            logs = "".join(
+                p.read_text() for p in (workdir / "results" / "logs" / "train").glob("*")
+            )
+            resumed = "yes" if "resum" in logs.lower() else "no"
+        identical, lost = compare(reference / "results", workdir / "results",
+                                  STAGE_ARTIFACTS.get(stage, ARTIFACTS))  # fmt: skip
+        outcomes.append(Outcome(stage, fault, "completed", resumed,
+                                "yes" if identical else "NO", lost, partial))  # fmt: skip
+    whole_identical, whole_lost = compare(reference / "results", workdir / "results")
+    print(f"  all final artifacts: identical={whole_identical} lost={whole_lost}", file=sys.stderr)
+    return outcomes
+
+
+def compare(
+    reference: Path, candidate: Path, patterns: tuple[str, ...] = ARTIFACTS
+) -> tuple[bool, int]:
     identical, lost = True, 0
-    for pattern in ARTIFACTS:
+    for pattern in patterns:
         for path in reference.glob(pattern):
             twin = candidate / path.relative_to(reference)
             if not twin.exists():
                 lost += 1
-            elif not filecmp.cmp(path, twin, shallow=False):
+            elif not same_content(path, twin):
                 identical = False
     return identical, lost
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Byte equality; training histories are compared without their wall-clock column."""
+    if a.name == "history.csv":
+        strip = lambda p: [line.rsplit(",", 1)[0] for line in p.read_text().splitlines()]  # noqa: E731
+        return strip(a) == strip(b)
+    return filecmp.cmp(a, b, shallow=False)
 
 
 def markdown(outcomes: list[Outcome]) -> str:
@@ -182,6 +267,15 @@ def markdown(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def local_env() -> dict:
+    """This environment with an `scontrol` that fails at once: the SLURM executor plugin calls it
+    at every Snakemake start, which waits ~10 s where no controller answers (see tests/conftest)."""
+    stub = Path(tempfile.mkdtemp(prefix="ferxai-local-bin-"))
+    (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (stub / "scontrol").chmod(0o755)
+    return {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / ".test" / "config.yaml")
@@ -189,6 +283,7 @@ def main() -> int:
     parser.add_argument(
         "--faults", nargs="+", default=["workflow", "job"], choices=["workflow", "job"]
     )
+    parser.add_argument("--mode", choices=["chain", "independent"], default="chain")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp folder)")
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="ferxai-faults-"))
@@ -196,16 +291,24 @@ def main() -> int:
     reference = root / "reference"
     reference.mkdir(exist_ok=True)
     print(f"reference run in {reference} ...", file=sys.stderr)
-    ref = run_workflow(reference, "--cores", "2", configfile=args.config.resolve())
+    env = local_env()
+    ref = run_workflow(reference, "--cores", "2", configfile=args.config.resolve(), env=env)
     if ref.returncode != 0:
         print(ref.stdout[-3000:], ref.stderr[-3000:], file=sys.stderr)
         return 1
     outcomes = []
-    for stage in args.stages:
+    if args.mode == "chain":
         for fault in args.faults:
-            print(f"{stage}: kill -9 {fault} ...", file=sys.stderr)
-            outcomes.append(inject(stage, fault, reference, root, args.config.resolve()))
-            print(markdown(outcomes[-1:]).splitlines()[-1], file=sys.stderr)
+            print(f"chain: kill -9 {fault} at {', '.join(args.stages)} ...", file=sys.stderr)
+            outcomes += chain(fault, args.stages, reference, root, args.config.resolve(), env=env)
+    else:
+        for stage in args.stages:
+            for fault in args.faults:
+                print(f"{stage}: kill -9 {fault} ...", file=sys.stderr)
+                outcomes.append(
+                    inject(stage, fault, reference, root, args.config.resolve(), env=env)
+                )
+                print(markdown(outcomes[-1:]).splitlines()[-1], file=sys.stderr)
     print(markdown(outcomes))
     bad = [o for o in outcomes if o.outcome != "completed" or o.identical != "yes" or o.lost]
     return 1 if bad else 0

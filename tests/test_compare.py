@@ -350,10 +350,18 @@ def test_sanity_cli(tmp_path):
                 str(out),
                 "--figure",
                 str(tmp_path / "sanity.png"),
+                "--summary",
+                str(tmp_path / "summary.csv"),
+                "--grid",
+                str(tmp_path / "grid.png"),
             ]
         )
         == 0
     )
+    summary = read_csv(tmp_path / "summary.csv")
+    assert [r["network"] for r in summary] == ["NetA", "all"]
+    assert summary[-1]["pairs"] == "2" and summary[-1]["trained_wins"] == "2"
+    assert summary[-1]["wilcoxon_p"] == "nan"  # two pairs: too few for a test
     rows = read_csv(out)
     assert [(r["network"], r["expression"]) for r in rows] == [
         ("NetA", "Anger"),
@@ -364,6 +372,25 @@ def test_sanity_cli(tmp_path):
         assert float(r["iou_trained"]) > float(r["iou_randomized"])
         assert float(r["auc_trained"]) > 0.8 and abs(float(r["auc_randomized"]) - 0.5) < 0.1
     assert (tmp_path / "sanity.png").stat().st_size > 1000
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_sanity_summary_counts_wins_and_tests_the_gain():
+    from ferxai.compare import sanity_summary
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"network": net, "expression": expr, "auc_trained": 0.7 + 0.1 * rng.random(),
+         "auc_randomized": 0.5 + 0.05 * rng.standard_normal(), "iou_trained": 0.3,
+         "iou_randomized": 0.2}
+        for net in ("NetA", "NetB") for expr in EXPRESSIONS
+    ]  # fmt: skip
+    rows[0]["auc_trained"] = float("nan")  # an empty heatmap drops its pair
+    summary = {r["network"]: r for r in sanity_summary(rows)}
+    assert summary["NetA"]["pairs"] == 5 and summary["NetB"]["pairs"] == 6
+    assert summary["all"]["trained_wins"] == 11
+    assert summary["all"]["auc_gain"] > 0.15
+    assert summary["all"]["wilcoxon_p"] < 0.001 and np.isnan(summary["NetA"]["wilcoxon_p"])
 
 
 def test_tables_have_average_column_and_row(tmp_path):

@@ -57,6 +57,24 @@ def test_forward_at_native_size(name):
 
 
 @pytest.mark.parametrize("name", SCRATCH)
+def test_he_init_keeps_the_input_signal_that_keras_init_loses(name):
+    x = torch.rand(16, 3, 48, 48)
+
+    def logit_spread(init):
+        torch.manual_seed(0)
+        model = create_model(name, input_size=48, scratch_init=init).eval()
+        with torch.inference_mode():
+            return model(x).std(0).mean().item()  # how much the logits depend on the input
+
+    assert logit_spread("he") > 2 * logit_spread("keras")
+
+
+def test_unknown_scratch_init_is_a_config_error():
+    with pytest.raises(ConfigError, match="scratch_init"):
+        create_model("WeiNet", input_size=32, scratch_init="orthogonal")
+
+
+@pytest.mark.parametrize("name", SCRATCH)
 @pytest.mark.parametrize("size", [16, 48, 63])
 def test_scratch_nets_work_at_reduced_sizes(name, size):
     model = create_model(name, input_size=size).eval()

@@ -187,9 +187,32 @@ def test_the_task_is_learnable_but_not_trivial():
     assert 0.4 < held_out < 1.0  # chance is 1/6 ≈ 0.17
 
 
+def test_expressiveness_scales_every_displacement():
+    rng = np.random.default_rng(3)
+    subject = synth.make_subject("S1", rng)
+    intensity = synth.au_intensities("Surprise", np.random.default_rng(4))
+    pose = synth.Pose(angle_deg=0.0, scale=1.0, shift=(0.0, 0.0))
+
+    def landmarks(expressiveness, active):
+        _, points = synth.render_face(subject, intensity * active, pose, 128,
+                                      np.random.default_rng(0), 0.0, expressiveness)  # fmt: skip
+        return points
+
+    neutral = landmarks(1.0, 0.0)
+    natural, caricature = (landmarks(x, 1.0) - neutral for x in (1.0, 2.0))
+    np.testing.assert_allclose(caricature, 2 * natural, atol=1e-3)
+    assert np.abs(natural).max() > 1.0  # the surprise AUs do move points
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
-    [("subjects", 0, "--subjects"), ("size", 16, "--size"), ("intensity_min", 1.5, "intensity")],
+    [
+        ("subjects", 0, "--subjects"),
+        ("size", 16, "--size"),
+        ("intensity_min", 1.5, "intensity"),
+        ("expressiveness", 0.0, "--expressiveness"),
+        ("expressiveness", 3.0, "--expressiveness"),
+    ],
 )
 def test_bad_settings_raise_config_error(tmp_path, setting, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -129,13 +129,17 @@ def plot_sorted_bars(
 
 
 def heatmap_grid(
-    heatmaps: Mapping[tuple[str, str], np.ndarray], path: str | os.PathLike, title: str = ""
+    heatmaps: Mapping[tuple[str, str], np.ndarray],
+    path: str | os.PathLike,
+    title: str = "",
+    rows: Sequence[str] | None = None,
 ) -> None:
-    """Networks (rows) × expressions (columns) JET heatmaps, labelled."""
+    """Networks (rows, in the paper's order unless ``rows`` is given) × expressions (columns)
+    JET heatmaps, labelled."""
     from ferxai.aggregate import jet_rgb
 
     plt = _pyplot()
-    networks = network_order(sorted({k[0] for k in heatmaps}))
+    networks = list(rows) if rows else network_order(sorted({k[0] for k in heatmaps}))
     expressions = [e for e in EXPRESSIONS if any(k[1] == e for k in heatmaps)]
     fig, axes = plt.subplots(
         len(networks),
@@ -216,19 +220,32 @@ def plot_iou_ci(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def plot_sanity(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
-    """Trained vs randomized IoU side by side, one group per network × expression."""
+def plot_sanity(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
+    """Per network (and over all): mean ROC-AUC and Otsu IoU of the trained vs the randomized
+    network's heatmaps against the reference, side by side; AUC 0.5 is a heatmap that ignores it."""
     plt = _pyplot()
-    labels = [f"{r['network']}\n{r['expression']}" for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
-    for offset, name, colour in ((-0.2, "trained", "#1b9e77"), (0.2, "randomized", "#7570b3")):
-        values = [float(r[f"iou_{name}"]) for r in rows]
-        ax.bar(x + offset, np.nan_to_num(values), width=0.4, label=name, color=colour)
-    ax.set_xticks(x, labels, rotation=90, fontsize=7)
-    ax.set_ylabel("Otsu IoU with the reference")
-    ax.set_title("Model randomization check (Adebayo et al. 2018)")
-    ax.legend()
+    labels = [str(r["network"]) for r in summary]
+    x = np.arange(len(summary))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.9 * len(summary) + 3), 4.2))
+    for ax, metric, title in (
+        (axes[0], "auc", "ROC-AUC of the heatmap vs the reference"),
+        (axes[1], "iou", "IoU after Otsu vs the reference"),
+    ):
+        for offset, name, colour in ((-0.2, "trained", "#1b9e77"), (0.2, "randomized", "#7570b3")):
+            values = np.array([float(r[f"{metric}_{name}"]) for r in summary])
+            ax.bar(x + offset, np.nan_to_num(values), width=0.4, label=name, color=colour)
+        if metric == "auc":
+            ax.axhline(0.5, color="0.4", lw=1, ls="--")
+            ax.set_ylim(0, 1)
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(loc="lower right")
+    overall = summary[-1]
+    fig.suptitle(
+        f"Model randomization check (Adebayo et al. 2018): trained AUC higher in "
+        f"{overall['trained_wins']} of {overall['pairs']} network × expression pairs",
+        fontsize=11,
+    )
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -74,6 +74,7 @@ class TrainSettings:
     seed: int = 0
     pretrained: bool = False
     weights: str | None = None
+    scratch_init: str = "keras"  # "keras" (Glorot, as the paper) | "he"; from-scratch nets only
     device: str = "auto"
     precision: str = "auto"
     val_fraction: float = 0.1
@@ -91,6 +92,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "pretrained": (bool,),
     "weights": (str, type(None)),
+    "scratch_init": (str,),
     "device": (str,),
     "precision": (str,),
     "val_fraction": (int, float),
@@ -135,6 +137,8 @@ def _check_ranges(s: TrainSettings) -> None:
         raise ConfigError(f"train settings: lr={s.lr}; use a positive learning rate or null.")
     if not 0 <= s.val_fraction < 1:
         raise ConfigError(f"train settings: val_fraction={s.val_fraction}; use 0 <= value < 1.")
+    if s.scratch_init not in ("keras", "he"):
+        raise ConfigError(f"train settings: scratch_init={s.scratch_init!r}; use keras or he.")
     if s.num_workers < 0:
         raise ConfigError("train settings: num_workers must be >= 0.")
 
@@ -470,7 +474,7 @@ def _quiet_lightning() -> None:
 def _build_module(plan: TrainPlan, settings: TrainSettings) -> FerClassifier:
     torch.manual_seed(settings.seed)  # initial weights
     model = create_model(plan.network, pretrained=settings.pretrained, weights=settings.weights,
-                         input_size=plan.input_size)  # fmt: skip
+                         input_size=plan.input_size, scratch_init=settings.scratch_init)  # fmt: skip
     channels_last = plan.device == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

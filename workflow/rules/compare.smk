@@ -161,11 +161,26 @@ rule sanity:
             category="7. Sanity check",
             labels={"method": "{method}", "table": "trained vs randomized"},
         ),
+        summary=report(
+            f"{R}/sanity/{{method}}/sanity_summary.csv",
+            caption="../report/sanity.rst",
+            category="7. Sanity check",
+            labels={"method": "{method}", "table": "per-network summary"},
+        ),
         figure=report(
             f"{R}/sanity/{{method}}/sanity.png",
             caption="../report/sanity.rst",
             category="7. Sanity check",
             labels={"method": "{method}", "figure": "trained vs randomized"},
+        ),
+        grid=report(
+            f"{R}/sanity/{{method}}/sanity_heatmaps.png",
+            caption="../report/sanity.rst",
+            category="7. Sanity check",
+            labels={
+                "method": "{method}",
+                "figure": "heatmaps, trained and randomized",
+            },
         ),
     log:
         f"{R}/logs/sanity/{{method}}.log",
@@ -179,4 +194,5 @@ rule sanity:
     shell:
         "ferxai sanity --trained {params.trained} --randomized {params.randomized} "
         "--reference $(dirname {input.reference[0]}) --pattern '{params.pattern}' "
-        "--out {output.table} --figure {output.figure} > {log} 2>&1"
+        "--out {output.table} --summary {output.summary} --figure {output.figure} "
+        "--grid {output.grid} > {log} 2>&1"

@@ -17,6 +17,7 @@ rule synth:
         "ferxai synth --out-dir $(dirname {output.manifest}) "
         "--subjects {params.synthetic[subjects]} --size {params.synthetic[size]} "
         "--images-per-expression {params.synthetic[images_per_expression]} "
+        "--expressiveness {params.synthetic[expressiveness]} "
         "--seed {params.seed} {params.neutral} > {log} 2>&1"
 
 

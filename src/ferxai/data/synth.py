@@ -157,6 +157,9 @@ EXPRESSION_AUS: dict[str, tuple[int, ...]] = {
     NEUTRAL: (),
 }
 
+# Beyond ~2.5x the open jaw leaves the face outline and the brows reach the hair line.
+MAX_EXPRESSIVENESS = 2.5
+
 # Weak random AU activity on every image (blinks, talking...), so one AU alone never decides.
 DISTRACTOR_MAX = 0.2
 
@@ -246,9 +249,13 @@ def render_face(
     size: int,
     rng: np.random.Generator,
     noise: float = 0.03,
+    expressiveness: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one face; return (uint8 RGB (size, size, 3), landmarks (68, 2) float32 [x, y] px)."""
-    unit = subject.shape + np.einsum("a,aij->ij", intensity, _AU_BASIS)
+    """Draw one face; return (uint8 RGB (size, size, 3), landmarks (68, 2) float32 [x, y] px).
+
+    ``expressiveness`` scales every AU's landmark displacement (1 = the amplitudes of
+    ``_au_fields``; 2 = caricatured, which small from-scratch networks learn at 32-64 px)."""
+    unit = subject.shape + expressiveness * np.einsum("a,aij->ij", intensity, _AU_BASIS)
     to_px = _pixel_transform(pose, size)
     landmarks = to_px(unit)
     au = dict(zip(ACTION_UNITS, intensity, strict=True))
@@ -527,9 +534,10 @@ def synthesize(
     intensity_min: float = 0.5,
     noise: float = 0.03,
     images_per_expression: int = 1,
+    expressiveness: float = 1.0,
 ) -> Path:
     """Render the dataset under ``out_dir``; return the manifest path (written last, atomically)."""
-    _check_settings(subjects, size, intensity_min, noise, images_per_expression)
+    _check_settings(subjects, size, intensity_min, noise, images_per_expression, expressiveness)
     out = Path(out_dir)
     expressions = (*EXPRESSIONS, NEUTRAL) if neutral else EXPRESSIONS
     width = max(3, len(str(subjects)))
@@ -541,7 +549,7 @@ def synthesize(
                 rng = np.random.default_rng([seed, s, e + 1, m])
                 intensity = au_intensities(expression, rng, intensity_min)
                 image, landmarks = render_face(
-                    subject, intensity, Pose.random(rng), size, rng, noise
+                    subject, intensity, Pose.random(rng), size, rng, noise, expressiveness
                 )
                 stem = f"{subject.name}_{expression}"
                 stem += f"_{m + 1:02d}" if images_per_expression > 1 else ""
@@ -570,7 +578,9 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def _check_settings(subjects, size, intensity_min, noise, images_per_expression) -> None:
+def _check_settings(
+    subjects, size, intensity_min, noise, images_per_expression, expressiveness
+) -> None:
     if subjects < 1:
         raise ConfigError(f"synth --subjects: {subjects} must be ≥ 1 (e.g. 20).")
     if size < 32:
@@ -581,6 +591,11 @@ def _check_settings(subjects, size, intensity_min, noise, images_per_expression)
         raise ConfigError(f"synth --noise: {noise} must be in [0, 1] (std as a fraction of 255).")
     if images_per_expression < 1:
         raise ConfigError(f"synth --images-per-expression: {images_per_expression} must be ≥ 1.")
+    if not 0.0 < expressiveness <= MAX_EXPRESSIVENESS:
+        raise ConfigError(
+            f"synth --expressiveness: {expressiveness} must be in (0, {MAX_EXPRESSIVENESS}] "
+            "(1 = natural amplitudes, 2 = caricatured; larger moves features off the face)."
+        )
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -593,6 +608,9 @@ def cli_synth_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intensity-min", type=float, default=0.5, help="lowest AU intensity")
     parser.add_argument("--noise", type=float, default=0.03, help="noise std, fraction of 255")
     parser.add_argument("--images-per-expression", type=int, default=1)
+    parser.add_argument(
+        "--expressiveness", type=float, default=1.0, help="AU amplitude scale (2 = caricatured)"
+    )
 
 
 def cli_synth(args: argparse.Namespace) -> None:
@@ -606,5 +624,6 @@ def cli_synth(args: argparse.Namespace) -> None:
         intensity_min=args.intensity_min,
         noise=args.noise,
         images_per_expression=args.images_per_expression,
+        expressiveness=args.expressiveness,
     )
     log.info("synth: wrote %s in %.1f s", manifest, time.perf_counter() - start)

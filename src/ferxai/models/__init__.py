@@ -99,6 +99,7 @@ def create_model(
     pretrained: bool = False,
     weights: str | None = None,
     input_size: int | None = None,
+    scratch_init: str = "keras",
 ):
     """Build network ``name`` for ``input_size`` px (native when None) with ``num_classes`` outputs.
 
@@ -106,6 +107,8 @@ def create_model(
     ``.safetensors`` / torch state-dict file, or ``"hf-cache"`` for a pre-filled Hugging Face cache
     used offline. The network is never contacted. Scratch networks ignore ``pretrained`` only when
     it is False; asking for pre-trained scratch weights is a :class:`ConfigError`.
+    ``scratch_init`` initialises the four from-scratch networks: ``"keras"`` (Glorot-uniform, as the
+    paper's Keras models) or ``"he"`` (He-uniform); timm networks keep timm's initialisation.
     """
     info = model_info(name)
     size = resolve_input_size(name, input_size)
@@ -117,7 +120,7 @@ def create_model(
             )
         from ferxai.models.scratch import build_scratch
 
-        return build_scratch(name, size, num_classes)
+        return build_scratch(name, size, num_classes, init=scratch_init)
     from ferxai.models.pretrained import build_timm
 
     return build_timm(info, num_classes, pretrained=pretrained, weights=weights)
