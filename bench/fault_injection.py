@@ -49,6 +49,19 @@ STAGES = {
     "compare": "compare",
     "cluster": "cluster",
 }
+# The rule that starts each stage (forced to rerun when an earlier attempt already finished it).
+STAGE_RULES = {
+    "synth": "synth",
+    "prepare_dataset": "prepare_dataset",
+    "landmarks": "landmarks",
+    "train": "train",
+    "evaluate": "evaluate",
+    "attribute": "attribute",
+    "normalize": "normalize",
+    "aggregate": "aggregate_by_network",
+    "compare": "compare",
+    "cluster": "cluster",
+}
 # Final artifacts of each stage, compared with the reference run.
 STAGE_ARTIFACTS = {
     "synth": ("data/synth/manifest.csv", "data/synth/images/*.png", "data/synth/cues/*.png"),
@@ -113,21 +126,24 @@ def stage_processes(workdir: Path, subcommand: str) -> list[int]:
     return pids
 
 
-def ready_to_kill(workdir: Path, stage: str) -> bool:
+def ready_to_kill(workdir: Path, stage: str, since: float) -> bool:
+    """Any stage at once; `train` only once a job of this attempt has saved an epoch checkpoint
+    (a checkpoint of a training that finished earlier would not exercise resuming)."""
     if stage != "train":
         return True
-    return any((workdir / "results" / "models").glob("*/*/checkpoints/last.ckpt"))
+    checkpoints = (workdir / "results" / "models").glob("*/*/checkpoints/last.ckpt")
+    return any(c.stat().st_mtime > since for c in checkpoints)
 
 
 def kill_at_stage(
     proc: subprocess.Popen, workdir: Path, stage: str, fault: str, timeout: float
 ) -> bool:
     """Wait for a job of `stage` in the run `proc`, then SIGKILL the run or that job."""
-    subcommand, start = STAGES[stage], time.monotonic()
+    subcommand, start, since = STAGES[stage], time.monotonic(), time.time()
     while proc.poll() is None and time.monotonic() - start < timeout:
         pids = stage_processes(workdir, subcommand)
-        if pids and ready_to_kill(workdir, stage):
-            time.sleep(0.5)  # let it write something
+        if pids and ready_to_kill(workdir, stage, since):
+            time.sleep(0.2)  # let it write something
             if fault == "workflow":
                 os.killpg(proc.pid, signal.SIGKILL)
             else:
@@ -137,7 +153,7 @@ def kill_at_stage(
                     except ProcessLookupError:  # it finished in the meantime
                         pass
             return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     return False
 
 
@@ -190,17 +206,23 @@ def chain(
     """One run killed at every stage in turn (each attempt resumes the last), then completed."""
     workdir = root / f"chain_{fault}"
     workdir.mkdir(parents=True)
-    reached = {}
+    reached, finished = {}, False
     for attempt, stage in enumerate(stages):
         if attempt:
             run_workflow(workdir, "--unlock", configfile=configfile, env=env)
-        cmd = workflow_command(workdir, configfile, "--cores", "2", "--rerun-incomplete")
+        # A stage that ran between two polls lets an attempt finish the whole run; the next
+        # stage is then forced to rerun (with everything downstream) so that it can be killed.
+        force = ("--forcerun", STAGE_RULES[stage]) if finished else ()
+        cmd = workflow_command(workdir, configfile, "--cores", "2", "--rerun-incomplete", *force)
         with open(workdir / f"attempt{attempt}_{stage}.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env)  # fmt: skip
             reached[stage] = kill_at_stage(proc, workdir, stage, fault, timeout)
             proc.wait()
-        print(f"  {stage}: {'killed' if reached[stage] else 'not reached'}", file=sys.stderr)
+        finished = proc.returncode == 0
+        note = " (after --forcerun)" if force else ""
+        print(f"  {stage}: {'killed' if reached[stage] else 'not reached'}{note}", file=sys.stderr,
+              flush=True)  # fmt: skip
     run_workflow(workdir, "--unlock", configfile=configfile, env=env)
     final = run_workflow(workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile,
                          env=env)  # fmt: skip

@@ -171,7 +171,8 @@ def heatmap_grid(
                 ax.set_ylabel(net, fontsize=9, color=_colour(net))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # keep the title clear of the first row's column titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()) if title else None)
     save_figure(fig, path, dpi=110)
 
 
@@ -236,10 +237,10 @@ def plot_sanity(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
             ax.bar(x + offset, np.nan_to_num(values), width=0.4, label=name, color=colour)
         if metric == "auc":
             ax.axhline(0.5, color="0.4", lw=1, ls="--")
-            ax.set_ylim(0, 1)
+            ax.set_ylim(0, 1.15)  # headroom for the legend
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="upper left", ncol=2, fontsize=8)
     overall = summary[-1]
     fig.suptitle(
         f"Model randomization check (Adebayo et al. 2018): trained AUC higher in "
