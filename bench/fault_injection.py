@@ -185,13 +185,24 @@ def inject(
     (workdir / "rerun.log").write_text(rerun.stdout + rerun.stderr)
     if rerun.returncode != 0:
         return Outcome(stage, fault, f"rerun FAILED ({rerun.returncode})", "-", "-", 0, 0)
+    return completed_outcome(stage, fault, reference, workdir, ARTIFACTS)
+
+
+def completed_outcome(
+    stage: str, fault: str, reference: Path, workdir: Path, patterns: tuple[str, ...]
+) -> Outcome:
+    """The row of a rerun that completed: did training resume, are `patterns` identical?"""
     resumed = "-"
     if stage == "train":
         logs = "".join(p.read_text() for p in (workdir / "results" / "logs" / "train").glob("*"))
         resumed = "yes" if "resum" in logs.lower() else "no"
-    identical, lost = compare(reference / "results", workdir / "results")
-    partial = len(list((workdir / "results").rglob(".*.partial*")))
-    return Outcome(stage, fault, "completed", resumed, "yes" if identical else "NO", lost, partial)
+    identical, lost = compare(reference / "results", workdir / "results", patterns)
+    return Outcome(stage, fault, "completed", resumed, "yes" if identical else "NO", lost,
+                   partial_files(workdir))  # fmt: skip
+
+
+def partial_files(workdir: Path) -> int:
+    return len(list((workdir / "results").rglob(".*.partial*")))
 
 
 def chain(
@@ -227,28 +238,16 @@ def chain(
     final = run_workflow(workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile,
                          env=env)  # fmt: skip
     (workdir / "final.log").write_text(final.stdout + final.stderr)
-    partial = len(list((workdir / "results").rglob(".*.partial*")))
     outcomes = []
     for stage in stages:
         if not reached[stage]:
-            outcomes.append(
-                Outcome(stage, fault, "stage done before a kill landed", "-", "-", 0, 0)
-            )
-            continue
-        if final.returncode != 0:
-            outcomes.append(Outcome(stage, fault, f"rerun FAILED ({final.returncode})", "-", "-",
-                                    0, partial))  # fmt: skip
-            continue
-        resumed = "-"
-        if stage == "train":
-            logs = "".join(
-                p.read_text() for p in (workdir / "results" / "logs" / "train").glob("*")
-            )
-            resumed = "yes" if "resum" in logs.lower() else "no"
-        identical, lost = compare(reference / "results", workdir / "results",
-                                  STAGE_ARTIFACTS.get(stage, ARTIFACTS))  # fmt: skip
-        outcomes.append(Outcome(stage, fault, "completed", resumed,
-                                "yes" if identical else "NO", lost, partial))  # fmt: skip
+            outcome = Outcome(stage, fault, "stage done before a kill landed", "-", "-", 0, 0)
+        elif final.returncode != 0:
+            outcome = Outcome(stage, fault, f"rerun FAILED ({final.returncode})", "-", "-", 0,
+                              partial_files(workdir))  # fmt: skip
+        else:
+            outcome = completed_outcome(stage, fault, reference, workdir, STAGE_ARTIFACTS[stage])
+        outcomes.append(outcome)
     whole_identical, whole_lost = compare(reference / "results", workdir / "results")
     print(f"  all final artifacts: identical={whole_identical} lost={whole_lost}", file=sys.stderr)
     return outcomes

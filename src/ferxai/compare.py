@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ferxai.aggregate import LoadedHeatmap, count_maps, read_heatmap, stretch, to_uint8
-from ferxai.constants import EXPRESSIONS, NETWORKS
+from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError, DataError
 from ferxai.io import read_json, read_png_gray, write_csv
 from ferxai.metrics import (
@@ -547,8 +547,9 @@ def sanity_summary(rows: Sequence[Mapping]) -> list[dict]:
             "wilcoxon_p": p,
         }
 
-    present = set(r["network"] for r in rows)
-    networks = [n for n in NETWORKS if n in present] + sorted(present - set(NETWORKS))
+    from ferxai.figures import network_order
+
+    networks = network_order(sorted({r["network"] for r in rows}))
     summary = [summarize(n, [r for r in rows if r["network"] == n]) for n in networks]
     return summary + [summarize("all", rows)]
 

@@ -42,6 +42,7 @@ from ferxai.models.inputs import (
     split_validation,
     to_float,
 )
+from ferxai.models.scratch import INITIALIZERS
 
 try:
     import lightning.pytorch as pl
@@ -137,8 +138,9 @@ def _check_ranges(s: TrainSettings) -> None:
         raise ConfigError(f"train settings: lr={s.lr}; use a positive learning rate or null.")
     if not 0 <= s.val_fraction < 1:
         raise ConfigError(f"train settings: val_fraction={s.val_fraction}; use 0 <= value < 1.")
-    if s.scratch_init not in ("keras", "he"):
-        raise ConfigError(f"train settings: scratch_init={s.scratch_init!r}; use keras or he.")
+    if s.scratch_init not in INITIALIZERS:
+        raise ConfigError(f"train settings: scratch_init={s.scratch_init!r}; use one of "
+                          f"{sorted(INITIALIZERS)}.")  # fmt: skip
     if s.num_workers < 0:
         raise ConfigError("train settings: num_workers must be >= 0.")
 
