@@ -69,6 +69,29 @@ def test_he_init_keeps_the_input_signal_that_keras_init_loses(name):
     assert logit_spread("he") > 2 * logit_spread("keras")
 
 
+@pytest.mark.parametrize("name", SCRATCH)
+def test_centred_inputs_subtract_the_mean_image_inside_the_net_and_travel_with_the_weights(
+    name, tmp_path
+):
+    torch.manual_seed(0)
+    images, x = torch.rand(10, 3, 40, 40), torch.rand(4, 3, 40, 40)
+    model = create_model(name, input_size=40).eval()
+    with torch.inference_mode():
+        plain = model(x - images.mean(0))
+        model.center_inputs(images)
+        centred = model(x)
+    torch.testing.assert_close(centred, plain)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    reloaded = create_model(name, input_size=40).eval()
+    reloaded.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(x), centred)
+    # weights saved before the buffer existed load as uncentred, as they were trained
+    old = {k: v for k, v in model.state_dict().items() if k != "input_mean"}
+    reloaded.load_state_dict(old)
+    assert not reloaded.input_mean.any()
+
+
 def test_unknown_scratch_init_is_a_config_error():
     with pytest.raises(ConfigError, match="scratch_init"):
         create_model("WeiNet", input_size=32, scratch_init="orthogonal")

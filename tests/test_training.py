@@ -162,6 +162,18 @@ def test_cli_train_writes_a_weights_only_state_dict(data, tmp_path):
     assert main(bad) == 2
 
 
+def test_centred_training_stores_the_mean_training_image_with_the_weights(data, tmp_path):
+    from ferxai.models.inputs import preload_uint8, read_fold_split, to_float
+
+    dataset_csv, folds_csv = data
+    run = {**FAST, "epochs": 1, "val_fraction": 0, "center_inputs": True}
+    weights = train("WeiNet", 1, dataset_csv, folds_csv, run, tmp_path / "model", threads=1)
+    images = preload_uint8(read_fold_split(dataset_csv, folds_csv, 1).train, FAST["input_size"])
+    expected = to_float(torch.from_numpy(images)).mean(0)
+    stored = torch.load(weights, weights_only=True)["input_mean"]
+    torch.testing.assert_close(stored, expected)
+
+
 @pytest.mark.parametrize(
     "name, settings",
     [

@@ -92,6 +92,24 @@ def test_default_dag_fans_out_over_networks_folds_expressions(tmp_path):
     assert counts["normalize"] == n_nets * k
 
 
+def test_attribute_jobs_pass_settings_every_method_accepts(tmp_path):
+    """The workflow adds the run's precision to the settings; only methods that take it get it."""
+    import json
+    import re
+
+    from ferxai.attribution.settings import METHODS, resolve_settings
+
+    path = tmp_path / "methods.yaml"
+    path.write_text(yaml.safe_dump({"networks": {"names": ["WeiNet"]},
+                                    "attribution": {"methods": list(METHODS)}}))  # fmt: skip
+    proc = snakemake(tmp_path, "-n", "--printshellcmds", configfile=path)
+    text = proc.stdout + proc.stderr
+    jobs = re.findall(r"ferxai attribute .*?--method (\S+) --settings '([^']*)'", text)
+    assert {method for method, _ in jobs} == set(METHODS)
+    for method, settings in jobs:
+        resolve_settings(method, json.loads(settings))  # raises ConfigError on a foreign key
+
+
 def test_rulegraph_renders(tmp_path):
     proc = snakemake(tmp_path, "--rulegraph")
     assert proc.stdout.lstrip().startswith("digraph")

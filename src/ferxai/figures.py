@@ -146,6 +146,7 @@ def heatmap_grid(
         len(expressions),
         figsize=(1.5 * len(expressions) + 1.2, 1.85 * len(networks) + 0.6),
         squeeze=False,
+        layout="constrained",  # makes room for the title above the column titles
     )
     for i, net in enumerate(networks):
         for j, expr in enumerate(expressions):
@@ -171,8 +172,6 @@ def heatmap_grid(
                 ax.set_ylabel(net, fontsize=9, color=_colour(net))
     if title:
         fig.suptitle(title)
-    # keep the title clear of the first row's column titles
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()) if title else None)
     save_figure(fig, path, dpi=110)
 
 

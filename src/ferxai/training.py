@@ -42,7 +42,7 @@ from ferxai.models.inputs import (
     split_validation,
     to_float,
 )
-from ferxai.models.scratch import INITIALIZERS
+from ferxai.models.scratch import INITIALIZERS, ScratchNet
 
 try:
     import lightning.pytorch as pl
@@ -76,6 +76,7 @@ class TrainSettings:
     pretrained: bool = False
     weights: str | None = None
     scratch_init: str = "keras"  # "keras" (Glorot, as the paper) | "he"; from-scratch nets only
+    center_inputs: bool = False  # subtract the mean training image; from-scratch nets only
     device: str = "auto"
     precision: str = "auto"
     val_fraction: float = 0.1
@@ -94,6 +95,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pretrained": (bool,),
     "weights": (str, type(None)),
     "scratch_init": (str,),
+    "center_inputs": (bool,),
     "device": (str,),
     "precision": (str,),
     "val_fraction": (int, float),
@@ -455,6 +457,8 @@ def train(
         settings,
     )
     module = _build_module(plan, settings)
+    if settings.center_inputs and isinstance(module.model, ScratchNet):
+        module.model.center_inputs(to_float(datamodule.train_set.tensors[0]))
     trainer, checkpoint = _build_trainer(plan, out_dir, has_val=bool(val_rows),
                                          steps=math.ceil(len(train_rows) / settings.batch_size))  # fmt: skip
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

@@ -8,6 +8,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+from ferxai.attribution.settings import job_settings
 from ferxai.config import network_settings, settings_json, validate_config
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError
@@ -58,9 +59,9 @@ def input_size(model):
 
 
 def method_settings(method):
-    settings = dict(config["attribution"][method])
-    settings["precision"] = config["precision"]
-    return settings_json(settings)
+    return settings_json(
+        job_settings(method, config["attribution"][method], config["precision"])
+    )
 
 
 # ------------------------------------------------------------------ input functions

@@ -61,6 +61,15 @@ def check_method(method: str) -> str:
     return method
 
 
+def job_settings(method: str, settings: dict[str, Any], precision: str) -> dict[str, Any]:
+    """A job's settings: the config block of ``method`` plus the run's ``precision`` for the
+    methods that take one (LIME; captum's paths stay in fp32 and reject the key)."""
+    out = dict(settings)
+    if "precision" in DEFAULT_SETTINGS[check_method(method)]:
+        out["precision"] = precision
+    return out
+
+
 def resolve_settings(method: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults of ``method`` updated with ``settings``; unknown keys or bad values → ConfigError."""
     defaults = DEFAULT_SETTINGS[check_method(method)]

@@ -121,9 +121,25 @@ class ScratchNet(nn.Module):
         head.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*head)
         INITIALIZERS[init](self)
+        # Mean training image, subtracted inside the net so that every consumer of the weights
+        # (evaluation, attribution) sees the same input; zeros (no-op) unless training sets it.
+        self.register_buffer("input_mean", torch.zeros(3, input_size, input_size))
+        self.register_load_state_dict_pre_hook(_default_input_mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x - self.input_mean))
+
+    def center_inputs(self, images: torch.Tensor) -> None:
+        """Subtract the per-pixel mean of ``images`` (N, 3, H, W, floats in [0, 1]) from now on."""
+        if images.shape[1:] != self.input_mean.shape:
+            raise ValueError(f"center_inputs: images {tuple(images.shape[1:])} do not match the "
+                             f"input {tuple(self.input_mean.shape)}")  # fmt: skip
+        self.input_mean.copy_(images.double().mean(0).to(self.input_mean.dtype))
+
+
+def _default_input_mean(module: ScratchNet, state_dict, prefix, *_args) -> None:
+    """Weights saved before ``input_mean`` existed load as uncentred (the behaviour they had)."""
+    state_dict.setdefault(prefix + "input_mean", torch.zeros_like(module.input_mean))
 
 
 def _keras_init(module: nn.Module) -> None:
