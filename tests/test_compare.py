@@ -373,6 +373,10 @@ def test_sanity_cli(tmp_path):
         assert float(r["auc_trained"]) > 0.8 and abs(float(r["auc_randomized"]) - 0.5) < 0.1
     assert (tmp_path / "sanity.png").stat().st_size > 1000
     assert (tmp_path / "grid.png").stat().st_size > 1000
+    one_sided = ["sanity", "--trained", str(tmp_path / "maps" / "by_network"), "--randomized",
+                 str(tmp_path / "rand"), "--reference", str(tmp_path / "cues"), "--pattern",
+                 "{Expression}_cue.png", "--out", str(out), "--trained-stacks-json", "{}"]  # fmt: skip
+    assert main(one_sided) == 2  # a per-image test needs both sides
 
 
 def test_sanity_summary_counts_wins_and_tests_the_gain():
@@ -391,6 +395,50 @@ def test_sanity_summary_counts_wins_and_tests_the_gain():
     assert summary["all"]["trained_wins"] == 11
     assert summary["all"]["auc_gain"] > 0.15
     assert summary["all"]["wilcoxon_p"] < 0.001 and np.isnan(summary["NetA"]["wilcoxon_p"])
+
+
+def _image_stack(path, maps, ids, valid):
+    n = len(maps)
+    write_stack(path, Stack(maps=np.asarray(maps, np.float32), image_id=list(ids),
+                            true_label=np.zeros(n, np.int64), predicted=np.zeros(n, np.int64),
+                            probabilities=np.ones((n, 6), np.float32) / 6,
+                            extras={"valid": np.asarray(valid, bool)}))  # fmt: skip
+    return str(path)
+
+
+def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
+    from ferxai.compare import sanity_image_rows, sanity_summary
+
+    rng = np.random.default_rng(1)
+    mask = np.zeros(SHAPE, bool)
+    mask[100:180, 50:170] = True
+    ids = [f"img{i}" for i in range(12)]
+    trained = rng.random((12, *SHAPE)) + 2.0 * mask  # relevance on the reference
+    trained[3] = 0.0  # an empty explanation ignores the reference: AUC 0.5
+    randomized = rng.random((12, *SHAPE))
+    randomized[3] += 2.0 * mask  # ... where the randomized twin's does not
+    valid = np.ones(12, bool)
+    valid[5] = False  # a map normalization rejected drops its pair
+    order = rng.permutation(12)  # the randomized stack lists the images in another order
+    stacks = {
+        "trained": {"NetA/Anger": [_image_stack(tmp_path / "t.h5", trained, ids, valid)]},
+        "randomized": {"NetA/Anger": [_image_stack(tmp_path / "r.h5", randomized[order],
+                                                   [ids[i] for i in order], np.ones(12))]},
+    }  # fmt: skip
+    stacks["randomized"]["NetA/Happiness"] = stacks["randomized"]["NetA/Anger"]  # unpaired key
+    rows = sanity_image_rows(stacks["trained"], stacks["randomized"], {"Anger": mask})
+    by_id = {r["image_id"]: r for r in rows}
+    assert sorted(by_id) == sorted(set(ids) - {"img5"})
+    assert by_id["img3"]["auc_trained"] == 0.5 and by_id["img3"]["auc_randomized"] == 1.0
+    for image_id, row in by_id.items():
+        if image_id != "img3":
+            assert row["auc_trained"] == 1.0 and abs(row["auc_randomized"] - 0.5) < 0.05
+    global_rows = [{"network": "NetA", "expression": "Anger", "auc_trained": 0.9,
+                    "auc_randomized": 0.5, "iou_trained": 0.5, "iou_randomized": 0.1}]  # fmt: skip
+    summary = sanity_summary(global_rows, rows)
+    assert summary[0]["images"] == 11 and summary[0]["image_wins"] == 10
+    assert summary[0]["image_wilcoxon_p"] < 0.01
+    assert np.isnan(sanity_summary(global_rows)[0]["image_wilcoxon_p"])  # no per-image input
 
 
 def test_tables_have_average_column_and_row(tmp_path):

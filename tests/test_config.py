@@ -12,7 +12,7 @@ def load(name):
     return yaml.safe_load((REPO / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config/config.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/sanity.yaml", ".test/config.yaml"])
 def test_shipped_configs_validate(name):
     config = validate_config(load(name))
     assert config["networks"]["names"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ferxai.constants import EXPRESSIONS
-from ferxai.io import read_png_gray, read_stack
+from ferxai.io import read_csv, read_png_gray, read_stack
 from tests.conftest import REPO, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +66,9 @@ def test_dendrograms_and_report_inputs(test_run):
     assert len(list(clustering.glob("dendrogram_by_network_*.png"))) == 6
     assert (test_run / "results" / "eval" / "accuracy.csv").is_file()
     assert (test_run / "results" / "sanity" / "lime" / "sanity.csv").is_file()
+    per_image = read_csv(test_run / "results" / "sanity" / "lime" / "sanity_per_image.csv")
+    summary = read_csv(test_run / "results" / "sanity" / "lime" / "sanity_summary.csv")
+    assert per_image and int(summary[-1]["images"]) == len(per_image)
 
 
 def test_report_renders(test_run):

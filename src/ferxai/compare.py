@@ -23,7 +23,7 @@ import numpy as np
 from ferxai.aggregate import LoadedHeatmap, count_maps, read_heatmap, stretch, to_uint8
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError, DataError
-from ferxai.io import read_json, read_png_gray, write_csv
+from ferxai.io import read_json, read_png_gray, read_stack, write_csv
 from ferxai.metrics import (
     BINARY_METRICS,
     CONTINUOUS_METRICS,
@@ -503,6 +503,48 @@ def sanity_rows(
     return rows
 
 
+SANITY_IMAGE_COLUMNS = ("network", "expression", "image_id", "auc_trained", "auc_randomized")
+
+
+def sanity_image_rows(
+    trained_stacks: Mapping[str, Sequence[str]],
+    randomized_stacks: Mapping[str, Sequence[str]],
+    masks: Mapping[str, np.ndarray],
+) -> list[dict]:
+    """Per explained image: ROC-AUC of its trained and its randomized explanation (normalized
+    maps) against the reference of its expression. A global check has at most six pairs per
+    network; this one has a pair per image (an all-zero map scores 0.5, as a map ignoring it)."""
+    rows = []
+    keys = sorted(set(trained_stacks) & set(randomized_stacks),
+                  key=lambda k: (k.split("/")[0], EXPRESSIONS.index(k.split("/")[1])))  # fmt: skip
+    for key in keys:
+        network, expression = key.split("/")
+        trained = _valid_maps_by_image(trained_stacks[key])
+        randomized = _valid_maps_by_image(randomized_stacks[key])
+        for image_id, heat in trained.items():
+            if image_id not in randomized:
+                continue
+            where = Path(trained_stacks[key][0])
+            mask = _mask_for(masks, expression, heat.shape, where)
+            rows.append({"network": network, "expression": expression, "image_id": image_id,
+                         "auc_trained": roc_auc(heat, mask),
+                         "auc_randomized": roc_auc(randomized[image_id], mask)})  # fmt: skip
+    return rows
+
+
+def _valid_maps_by_image(paths: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
+    """image_id → normalized map, for the maps of ``paths`` that normalization marked valid."""
+    maps: dict[str, np.ndarray] = {}
+    for path in paths:
+        stack = read_stack(path)
+        valid = stack.extras.get("valid")
+        valid = np.ones(len(stack), bool) if valid is None else np.asarray(valid, bool).ravel()
+        for image_id, keep, heat in zip(stack.image_id, valid, stack.maps, strict=True):
+            if keep:
+                maps[image_id] = heat
+    return maps
+
+
 SANITY_SUMMARY_COLUMNS = (
     "network",
     "pairs",
@@ -513,45 +555,77 @@ SANITY_SUMMARY_COLUMNS = (
     "iou_randomized",
     "trained_wins",
     "wilcoxon_p",
+    "images",
+    "image_auc_trained",
+    "image_auc_randomized",
+    "image_wins",
+    "image_wilcoxon_p",
 )
 
 
-def sanity_summary(rows: Sequence[Mapping]) -> list[dict]:
+def sanity_summary(rows: Sequence[Mapping], image_rows: Sequence[Mapping] = ()) -> list[dict]:
     """Per network and over all: mean ROC-AUC / IoU of trained vs randomized heatmaps against the
     reference, how many expressions the trained one wins (higher AUC), and the one-sided Wilcoxon
-    signed-rank p-value that trained AUC > randomized AUC (NaN under 6 pairs: no test then)."""
-    from scipy.stats import wilcoxon
+    signed-rank p-value that trained AUC > randomized AUC (NaN under 6 pairs: no test then); with
+    ``image_rows`` (:func:`sanity_image_rows`) the same per explained image (``image_*``)."""
 
-    def summarize(network: str, group: Sequence[Mapping]) -> dict:
-        pairs = [r for r in group if np.isfinite(float(r["auc_trained"]))
-                 and np.isfinite(float(r["auc_randomized"]))]  # fmt: skip
-        trained = np.array([float(r["auc_trained"]) for r in pairs])
-        randomized = np.array([float(r["auc_randomized"]) for r in pairs])
+    def summarize(network: str, group: Sequence[Mapping], images: Sequence[Mapping]) -> dict:
+        pairs = _finite_pairs(group)
+        trained, randomized = _auc_pairs(pairs)
         iou = {
             k: np.array([float(r[f"iou_{k}"]) for r in pairs]) for k in ("trained", "randomized")
         }
-        diff = trained - randomized
-        p = np.nan
-        if len(pairs) >= 6 and np.any(diff != 0):
-            p = float(wilcoxon(trained, randomized, alternative="greater").pvalue)
-        mean = lambda a: float(a.mean()) if len(a) else np.nan  # noqa: E731
+        image_trained, image_randomized = _auc_pairs(_finite_pairs(images))
         return {
             "network": network,
             "pairs": len(pairs),
-            "auc_trained": mean(trained),
-            "auc_randomized": mean(randomized),
-            "auc_gain": mean(diff),
-            "iou_trained": mean(iou["trained"]),
-            "iou_randomized": mean(iou["randomized"]),
-            "trained_wins": int((diff > 0).sum()),
-            "wilcoxon_p": p,
+            "auc_trained": _mean(trained),
+            "auc_randomized": _mean(randomized),
+            "auc_gain": _mean(trained - randomized),
+            "iou_trained": _mean(iou["trained"]),
+            "iou_randomized": _mean(iou["randomized"]),
+            "trained_wins": int((trained > randomized).sum()),
+            "wilcoxon_p": _greater_p(trained, randomized),
+            "images": len(image_trained),
+            "image_auc_trained": _mean(image_trained),
+            "image_auc_randomized": _mean(image_randomized),
+            "image_wins": int((image_trained > image_randomized).sum()),
+            "image_wilcoxon_p": _greater_p(image_trained, image_randomized),
         }
 
     from ferxai.figures import network_order
 
     networks = network_order(sorted({r["network"] for r in rows}))
-    summary = [summarize(n, [r for r in rows if r["network"] == n]) for n in networks]
-    return summary + [summarize("all", rows)]
+    summary = [
+        summarize(
+            n, [r for r in rows if r["network"] == n], [r for r in image_rows if r["network"] == n]
+        )  # fmt: skip
+        for n in networks
+    ]
+    return summary + [summarize("all", rows, image_rows)]
+
+
+def _finite_pairs(rows: Sequence[Mapping]) -> list[Mapping]:
+    return [r for r in rows if np.isfinite(float(r["auc_trained"]))
+            and np.isfinite(float(r["auc_randomized"]))]  # fmt: skip
+
+
+def _auc_pairs(pairs: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([float(r["auc_trained"]) for r in pairs]),
+            np.array([float(r["auc_randomized"]) for r in pairs]))  # fmt: skip
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else np.nan
+
+
+def _greater_p(trained: np.ndarray, randomized: np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p of trained > randomized; NaN under 6 pairs or no change."""
+    from scipy.stats import wilcoxon
+
+    if len(trained) < 6 or not np.any(trained != randomized):
+        return np.nan
+    return float(wilcoxon(trained, randomized, alternative="greater").pvalue)
 
 
 def cli_sanity_args(parser: argparse.ArgumentParser) -> None:
@@ -568,18 +642,37 @@ def cli_sanity_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default=None, help="optional PNG: reference, trained and "
                         "randomized heatmaps, networks x expressions")  # fmt: skip
     parser.add_argument("--figure", default=None, help="optional bar chart PNG")
+    for kind in ("trained", "randomized"):
+        parser.add_argument(f"--{kind}-stacks-json", default=None,
+                            help=f"'Network/Expression' → normalized stacks of the {kind} "
+                            "networks (JSON object or .json file): adds the per-image test")  # fmt: skip
+    parser.add_argument("--per-image", default=None, help="optional per-image CSV")
 
 
 def cli_sanity(args: argparse.Namespace) -> None:
     masks = load_masks(args.reference, args.pattern)
     rows = sanity_rows(args.trained, args.randomized, masks)
     write_csv(args.out, rows, SANITY_COLUMNS)
-    summary = sanity_summary(rows)
+    image_rows = []
+    if args.trained_stacks_json and args.randomized_stacks_json:
+        image_rows = sanity_image_rows(_read_stacks_json(args.trained_stacks_json),
+                                       _read_stacks_json(args.randomized_stacks_json), masks)  # fmt: skip
+    elif args.trained_stacks_json or args.randomized_stacks_json:
+        raise ConfigError("--trained-stacks-json and --randomized-stacks-json go together: the "
+                          "per-image test pairs each image's two explanations.")  # fmt: skip
+    if args.per_image:
+        write_csv(args.per_image, image_rows, SANITY_IMAGE_COLUMNS)
+    summary = sanity_summary(rows, image_rows)
     overall = summary[-1]
     log.info("sanity: ROC-AUC with the reference, trained %.3f vs randomized %.3f; trained higher "
              "in %d of %d network x expression pairs (Wilcoxon one-sided p = %.3g)",
              overall["auc_trained"], overall["auc_randomized"], overall["trained_wins"],
              overall["pairs"], overall["wilcoxon_p"])  # fmt: skip
+    if image_rows:
+        log.info("sanity per image: ROC-AUC trained %.3f vs randomized %.3f; trained higher for %d "
+                 "of %d images (Wilcoxon one-sided p = %.3g)", overall["image_auc_trained"],
+                 overall["image_auc_randomized"], overall["image_wins"], overall["images"],
+                 overall["image_wilcoxon_p"])  # fmt: skip
     if args.summary:
         write_csv(args.summary, summary, SANITY_SUMMARY_COLUMNS)
     if args.figure:

@@ -92,6 +92,17 @@ def get_landmark_source():
     return source
 
 
+def stacks_json(stage, method, folds):
+    """JSON object 'Network/Expression' → the stacks of ``stage`` over ``folds``."""
+    return settings_json(
+        {
+            f"{m}/{e}": get_stacks(stage, method, m, folds, e)
+            for m in NETWORKS
+            for e in EXPRESSIONS
+        }
+    )
+
+
 def get_stacks(stage, method, model=None, folds=None, expression=None):
     """Paths of normalized (or attribution) stacks for the given selection."""
     models = [model] if model else NETWORKS

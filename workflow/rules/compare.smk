@@ -96,13 +96,7 @@ rule extended_metrics:
         "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
-        stacks=lambda wildcards: settings_json(
-            {
-                f"{m}/{e}": get_stacks("normalized", wildcards.method, m, FOLDS, e)
-                for m in NETWORKS
-                for e in EXPRESSIONS
-            }
-        ),
+        stacks=lambda wildcards: stacks_json("normalized", wildcards.method, FOLDS),
         bootstrap=config["comparison"]["bootstrap"],
         threshold=config["comparison"]["threshold"],
         seed=config["seed"],
@@ -154,7 +148,19 @@ rule sanity:
             f"{get_reference_dir()}/{{expression}}_{REFERENCE_SUFFIX}.png",
             expression=EXPRESSIONS,
         ),
+        trained_stacks=lambda wildcards: get_stacks(
+            "normalized", wildcards.method, folds=SANITY_FOLDS
+        ),
+        randomized_stacks=lambda wildcards: get_stacks(
+            "sanity/normalized", wildcards.method, folds=SANITY_FOLDS
+        ),
     output:
+        per_image=report(
+            f"{R}/sanity/{{method}}/sanity_per_image.csv",
+            caption="../report/sanity.rst",
+            category="7. Sanity check",
+            labels={"method": "{method}", "table": "per explained image"},
+        ),
         table=report(
             f"{R}/sanity/{{method}}/sanity.csv",
             caption="../report/sanity.rst",
@@ -190,9 +196,17 @@ rule sanity:
         trained=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/trained",
         randomized=lambda wildcards: f"{R}/sanity/heatmaps/{wildcards.method}/randomized",
         pattern=lambda wildcards: f"{{Expression}}_{REFERENCE_SUFFIX}.png",
+        trained_stacks=lambda wildcards: stacks_json(
+            "normalized", wildcards.method, SANITY_FOLDS
+        ),
+        randomized_stacks=lambda wildcards: stacks_json(
+            "sanity/normalized", wildcards.method, SANITY_FOLDS
+        ),
         code=code_version("ferxai.compare"),
     shell:
         "ferxai sanity --trained {params.trained} --randomized {params.randomized} "
         "--reference $(dirname {input.reference[0]}) --pattern '{params.pattern}' "
+        "--trained-stacks-json '{params.trained_stacks}' "
+        "--randomized-stacks-json '{params.randomized_stacks}' "
         "--out {output.table} --summary {output.summary} --figure {output.figure} "
-        "--grid {output.grid} > {log} 2>&1"
+        "--grid {output.grid} --per-image {output.per_image} > {log} 2>&1"
