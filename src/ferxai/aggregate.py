@@ -73,7 +73,7 @@ def heatmap_from_sum(
     return Heatmap(mean, stretched.astype(np.float32), to_uint8(stretched), count, attrs=attrs)
 
 
-def _stack_valid(path: str | os.PathLike) -> np.ndarray:
+def stack_valid(path: str | os.PathLike) -> np.ndarray:
     stack = read_stack(path, load_maps=False)
     n = len(stack)
     valid = stack.extras.get("valid")
@@ -91,7 +91,7 @@ def _stack_valid(path: str | os.PathLike) -> np.ndarray:
 def valid_map_chunks(paths: Sequence[str | os.PathLike], chunk: int = 64) -> Iterator[np.ndarray]:
     """Yield float32 chunks (m, 275, 224) of the valid maps of ``paths``, in order."""
     for path in paths:
-        valid = _stack_valid(path)
+        valid = stack_valid(path)
         start = 0
         for maps in iter_stack_maps(path, chunk):
             if maps.shape[1:] != CANVAS_SHAPE:
@@ -107,7 +107,7 @@ def valid_map_chunks(paths: Sequence[str | os.PathLike], chunk: int = 64) -> Ite
 
 def count_maps(paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
     """(all maps, valid maps) over ``paths``, reading only the small ``valid`` arrays."""
-    valids = [_stack_valid(p) for p in paths]
+    valids = [stack_valid(p) for p in paths]
     return sum(v.size for v in valids), sum(int(v.sum()) for v in valids)
 
 
@@ -118,7 +118,7 @@ def stack_sum(path: str | os.PathLike, chunk: int = 64) -> tuple[np.ndarray, int
     for maps in valid_map_chunks([path], chunk):
         total += maps.sum(axis=0, dtype=np.float64)
         count += len(maps)
-    return total, count, _stack_valid(path).size
+    return total, count, stack_valid(path).size
 
 
 def pool_stacks(

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.aggregate import LoadedHeatmap, count_maps, read_heatmap, stretch, to_uint8
+from ferxai.aggregate import (
+    LoadedHeatmap,
+    count_maps,
+    read_heatmap,
+    stack_valid,
+    stretch,
+    to_uint8,
+)
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError, DataError
 from ferxai.io import read_json, read_png_gray, read_stack, write_csv
@@ -521,11 +528,13 @@ def sanity_image_rows(
         network, expression = key.split("/")
         trained = _valid_maps_by_image(trained_stacks[key])
         randomized = _valid_maps_by_image(randomized_stacks[key])
+        if not trained:
+            continue
+        shape = next(iter(trained.values())).shape  # one canvas per stack (normalize's contract)
+        mask = _mask_for(masks, expression, shape, Path(trained_stacks[key][0]))
         for image_id, heat in trained.items():
             if image_id not in randomized:
                 continue
-            where = Path(trained_stacks[key][0])
-            mask = _mask_for(masks, expression, heat.shape, where)
             rows.append({"network": network, "expression": expression, "image_id": image_id,
                          "auc_trained": roc_auc(heat, mask),
                          "auc_randomized": roc_auc(randomized[image_id], mask)})  # fmt: skip
@@ -537,9 +546,7 @@ def _valid_maps_by_image(paths: Sequence[str | os.PathLike]) -> dict[str, np.nda
     maps: dict[str, np.ndarray] = {}
     for path in paths:
         stack = read_stack(path)
-        valid = stack.extras.get("valid")
-        valid = np.ones(len(stack), bool) if valid is None else np.asarray(valid, bool).ravel()
-        for image_id, keep, heat in zip(stack.image_id, valid, stack.maps, strict=True):
+        for image_id, keep, heat in zip(stack.image_id, stack_valid(path), stack.maps, strict=True):
             if keep:
                 maps[image_id] = heat
     return maps
