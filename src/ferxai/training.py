@@ -458,7 +458,7 @@ def train(
     )
     module = _build_module(plan, settings)
     if settings.center_inputs and isinstance(module.model, ScratchNet):
-        module.model.center_inputs(to_float(datamodule.train_set.tensors[0]))
+        module.model.center_inputs(datamodule.train_set.tensors[0])  # uint8, summed in chunks
     trainer, checkpoint = _build_trainer(plan, out_dir, has_val=bool(val_rows),
                                          steps=math.ceil(len(train_rows) / settings.batch_size))  # fmt: skip
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

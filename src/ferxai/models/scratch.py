@@ -129,12 +129,17 @@ class ScratchNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x - self.input_mean))
 
-    def center_inputs(self, images: torch.Tensor) -> None:
-        """Subtract the per-pixel mean of ``images`` (N, 3, H, W, floats in [0, 1]) from now on."""
+    def center_inputs(self, images: torch.Tensor, chunk: int = 512) -> None:
+        """Subtract the per-pixel mean of ``images`` (N, 3, H, W: floats in [0, 1], or uint8 as
+        loaded) from now on. Summed in chunks: a real training set never exists as floats."""
         if images.shape[1:] != self.input_mean.shape:
             raise ValueError(f"center_inputs: images {tuple(images.shape[1:])} do not match the "
                              f"input {tuple(self.input_mean.shape)}")  # fmt: skip
-        self.input_mean.copy_(images.double().mean(0).to(self.input_mean.dtype))
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        total = torch.zeros(self.input_mean.shape, dtype=torch.float64)
+        for start in range(0, len(images), chunk):
+            total += images[start : start + chunk].sum(0, dtype=torch.float64)
+        self.input_mean.copy_((total / (len(images) * scale)).to(self.input_mean.dtype))
 
 
 def _default_input_mean(module: ScratchNet, state_dict, prefix, *_args) -> None:
