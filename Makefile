@@ -12,14 +12,14 @@ NEED_GB ?= 7
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 2**30; \
 	sys.exit(0 if free >= $(NEED_GB) else f'make: setup needs about $(NEED_GB) GB free for $(VENV)/ \
 	(PyTorch with its CUDA libraries) but $(CURDIR) has {free:.1f} GB free. Free some space \
 	(rm -rf results/ of old runs, old clones) or run with NEED_GB=0 to try anyway.')"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,landmarks]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,landmarks,workflow,onnx]'
 	touch $(STAMP)
 
 # The whole study on the embedded synthetic data, then the self-contained HTML report.

@@ -193,16 +193,19 @@ def completed_outcome(
 ) -> Outcome:
     """The row of a rerun that completed: did training resume, are `patterns` identical?"""
     resumed = "-"
-    if stage == "train":
-        logs = "".join(p.read_text() for p in (workdir / "results" / "logs" / "train").glob("*"))
-        resumed = "yes" if "resum" in logs.lower() else "no"
+    if stage in ("train", "attribute"):  # both resume: from a checkpoint, from explained images
+        folder = workdir / "results" / "logs" / stage
+        logs = "".join(p.read_text() for p in folder.glob("*"))
+        resumed = "yes" if "resuming from" in logs else "no"
     identical, lost = compare(reference / "results", workdir / "results", patterns)
     return Outcome(stage, fault, "completed", resumed, "yes" if identical else "NO", lost,
                    partial_files(workdir))  # fmt: skip
 
 
 def partial_files(workdir: Path) -> int:
-    return len(list((workdir / "results").rglob(".*.partial*")))
+    """Temporary files left behind: atomic writes' `.*.partial*`, attribution's `.*.resume.h5`."""
+    results = workdir / "results"
+    return len(list(results.rglob(".*.partial*"))) + len(list(results.rglob(".*.resume.h5")))
 
 
 def chain(

@@ -26,13 +26,8 @@ import warnings  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ferxai.normalize import (  # noqa: E402
-    canonical_landmarks,
-    canonical_points,
-    get_warper,
-    mesh_points,
-    warp_to_canonical,
-)
+from ferxai.template import canonical_landmarks, canonical_points, mesh_points  # noqa: E402
+from ferxai.warp import get_warper, warp_to_canonical  # noqa: E402
 
 
 def make_inputs(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -6,17 +6,11 @@ import h5py
 import numpy as np
 import pytest
 
-from ferxai.aggregate import (
-    NO_IMAGES_REASON,
-    pool_stacks,
-    read_heatmap,
-    stretch,
-    to_uint8,
-    write_heatmap,
-)
 from ferxai.cli import main
 from ferxai.errors import DataError
+from ferxai.heatmaps import read_heatmap, stretch, to_uint8, write_heatmap
 from ferxai.io import Stack, read_png_gray, write_stack
+from ferxai.pooling import NO_IMAGES_REASON, pool_stacks
 
 SHAPE = (275, 224)
 
@@ -101,7 +95,7 @@ def test_cli_writes_h5_png_jet_and_attrs(tmp_path):
     assert read_png_gray(out / "V_jet.png").shape == SHAPE
     loaded = read_heatmap(out / "V_Anger_heatmap.png")
     assert not loaded.empty and loaded.count == 3
-    np.testing.assert_allclose(loaded.continuous, stretched)
+    np.testing.assert_allclose(loaded.stretched, stretched)
 
 
 def test_no_images_gives_explicit_empty_heatmap(tmp_path):

@@ -8,10 +8,10 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import pdist
 
-from ferxai.aggregate import stretch, to_uint8
 from ferxai.cli import main
-from ferxai.cluster import cluster_images, correlation_distances, pairwise_iou, top_split
+from ferxai.heatmaps import stretch, to_uint8
 from ferxai.io import read_csv, write_png
+from ferxai.similarity import cluster_images, correlation_distances, pairwise_iou, top_split
 
 SHAPE = (275, 224)
 
@@ -94,8 +94,8 @@ def test_cluster_cli_writes_documented_files(tmp_path):
 
 
 def test_by_expression_pooled_from_by_network_h5_is_exact(tmp_path):
-    from ferxai.aggregate import heatmap_from_sum, read_heatmap, write_heatmap
-    from ferxai.compare import discover_heatmaps, load_heatmaps, pooled_by_expression
+    from ferxai.heatmaps import discover_heatmaps, load_heatmaps, read_heatmap, write_heatmap
+    from ferxai.pooling import heatmap_from_sum, pooled_by_expression
 
     rng = np.random.default_rng(3)
     maps = {"NetA": rng.random((1, *SHAPE)), "NetB": rng.random((3, *SHAPE)) + 1.0}
@@ -104,9 +104,10 @@ def test_by_expression_pooled_from_by_network_h5_is_exact(tmp_path):
         base = tmp_path / f"{net}_Anger_heatmap"
         write_heatmap(heatmap, base.with_suffix(".h5"), base.with_suffix(".png"))
     found = discover_heatmaps(tmp_path)
-    pooled = pooled_by_expression(found, load_heatmaps(found.by_network))["Anger"]
+    by_network = load_heatmaps(found.by_network)
+    pooled = pooled_by_expression(load_heatmaps(found.by_expression), by_network)["Anger"]
     expected = heatmap_from_sum(np.concatenate(list(maps.values())).sum(0), 4)
-    np.testing.assert_allclose(pooled.continuous, expected.stretched, atol=1e-6)
+    np.testing.assert_allclose(pooled.stretched, expected.stretched, atol=1e-6)
     assert read_heatmap(tmp_path / "NetA_Anger_heatmap.png").count == 1
 
 

@@ -1,4 +1,4 @@
-"""`ferxai compare`, `extended-metrics`, `sanity` and `tables`."""
+"""`ferxai compare`, `cluster`, `extended-metrics`, `sanity` and `tables`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from ferxai.aggregate import stretch, to_uint8
 from ferxai.cli import main
-from ferxai.cluster import top_split
-from ferxai.compare import bootstrap_iou, discover_heatmaps
 from ferxai.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
 from ferxai.errors import DataError
+from ferxai.heatmaps import discover_heatmaps, stretch, to_uint8
 from ferxai.io import Stack, read_csv, write_png, write_stack
+from ferxai.localisation import bootstrap_iou
+from ferxai.similarity import top_split
 
 REFERENCE = Path(
     os.environ.get(
@@ -49,9 +49,9 @@ def published(tmp_path_factory):
         str(REFERENCE / "ekman_gt"),
         "--out",
         str(out),
-        "--no-figures",
     ]
     assert main(argv) == 0
+    assert main(["cluster", "--heatmaps", argv[2], "--out", str(out / "clustering")]) == 0
     return out
 
 
@@ -85,6 +85,20 @@ def test_published_metrics_equal_an_independent_recomputation(published):
 
 
 @needs_reference
+def test_published_group_test_is_written_by_compare(published):
+    """`ferxai compare` writes the permutation test of the registry's 4 + 8 split
+    (docs/comparison.md: T per expression, p = 1/495 everywhere)."""
+    rows = {r["expression"]: r for r in read_csv(published / "group_test.csv")}
+    assert list(rows) == [*EXPRESSIONS, "all"]
+    expected = {"Anger": 0.3932, "Disgust": 0.2612, "Fear": 0.2432, "Happiness": 0.3053,
+                "Sadness": 0.4143, "Surprise": 0.3836, "all": 2.0007}  # fmt: skip
+    for expression, statistic in expected.items():
+        row = rows[expression]
+        assert float(row["statistic"]) == pytest.approx(statistic, abs=5e-5)
+        assert float(row["p_value"]) == pytest.approx(1 / 495) and row["permutations"] == "495"
+
+
+@needs_reference
 def test_published_iou_matches_the_paper(published):
     rows = read_csv(published / "metrics.csv")
     by_network = {
@@ -99,9 +113,11 @@ def test_published_iou_matches_the_paper(published):
 @needs_reference
 @pytest.mark.parametrize("expression", ["Disgust", "Happiness", "Sadness", "Surprise"])
 def test_published_dendrogram_top_split_separates_scratch_from_pretrained(published, expression):
-    linkage = _linkage(published / "linkage" / f"{expression}.csv")
+    clustering = published / "clustering"
+    linkage = _linkage(clustering / f"linkage_by_network_{expression}.csv")
     labels = sorted(SCRATCH_NETWORKS + PRETRAINED_NETWORKS)  # leaves in sorted network order
-    assert [r["label"] for r in read_csv(published / "distances" / f"{expression}.csv")] == labels
+    distances = read_csv(clustering / f"distances_by_network_{expression}.csv")
+    assert [r["label"] for r in distances] == labels
     assert linkage.shape == (11, 4)
     groups = top_split(linkage, labels)
     assert set(map(frozenset, groups)) == {
@@ -160,23 +176,28 @@ def test_compare_synthetic_folds_and_empty_heatmap(tmp_path):
         if r["network"] == "NetC" and r["expression"] == "Happiness" and r["fold"] == "all"
     ]
     assert len(empty) == 1 and empty[0]["iou"] == "nan"
-    extended = read_csv(out / "metrics_extended.csv")
-    notes = {(r["network"], r["fold"], r["expression"]): r["note"] for r in extended}
+    thresholds = read_csv(out / "thresholds.csv")
+    assert [(r["network"], r["fold"], r["expression"]) for r in thresholds] == [
+        (r["network"], r["fold"], r["expression"]) for r in rows
+    ]
+    notes = {(r["network"], r["fold"], r["expression"]): r["note"] for r in thresholds}
     assert "empty" in notes[("NetC", "all", "Happiness")]
-    leaves = read_csv(out / "dendrogram_leaves.csv")
-    happy = [r for r in leaves if r["expression"] == "Happiness"]
-    assert {r["network"]: r["included"] for r in happy} == {
-        "NetA": "True",
-        "NetB": "True",
-        "NetC": "False",
-    }
-    assert _linkage(out / "linkage" / "Happiness.csv").shape == (1, 4)
-    assert _linkage(out / "linkage" / "Anger.csv").shape == (2, 4)
+    written = sorted(p.name for p in out.iterdir() if not p.name.endswith(".prov.json"))
+    assert written == ["metrics.csv", "thresholds.csv"]  # no registry groups: no group test
     ok = [r for r in rows if r["iou"] != "nan"]
     assert all(0 <= float(r["iou"]) <= 1 for r in ok)
     assert set(masks) == {"Anger", "Happiness"}
-    assert (out / "figures" / "dendrogram_Happiness.png").is_file()
-    assert (out / "figures" / "bars_recall.png").is_file()
+
+
+def test_cluster_leaves_out_the_empty_heatmap(tmp_path):
+    _synthetic_folder(tmp_path)
+    out = tmp_path / "clustering"
+    assert main(["cluster", "--heatmaps", str(tmp_path / "maps"), "--out", str(out)]) == 0
+    excluded = read_csv(out / "excluded.csv")
+    assert {(r["clustering"], r["leaf"]) for r in excluded} >= {("by_network_Happiness", "NetC")}
+    assert _linkage(out / "linkage_by_network_Happiness.csv").shape == (1, 4)
+    assert _linkage(out / "linkage_by_network_Anger.csv").shape == (2, 4)
+    assert (out / "dendrogram_by_network_Happiness.png").is_file()
 
 
 def test_compare_best_threshold_is_labelled_optimistic_and_not_worse(tmp_path):
@@ -187,7 +208,6 @@ def test_compare_best_threshold_is_labelled_optimistic_and_not_worse(tmp_path):
         str(tmp_path / "maps" / "by_network"),
         "--gt",
         str(tmp_path / "gt"),
-        "--no-figures",
     ]
     assert main([*base, "--out", str(tmp_path / "otsu")]) == 0
     assert main([*base, "--out", str(tmp_path / "best"), "--threshold", "best"]) == 0
@@ -198,7 +218,7 @@ def test_compare_best_threshold_is_labelled_optimistic_and_not_worse(tmp_path):
             assert float(b["iou"]) >= float(a["iou"]) - 1e-12
     assert all(
         "optimistic" in r["threshold_method"]
-        for r in read_csv(tmp_path / "best" / "metrics_extended.csv")
+        for r in read_csv(tmp_path / "best" / "thresholds.csv")
     )
 
 
@@ -221,7 +241,6 @@ def test_empty_attr_in_h5_beside_png_makes_heatmap_empty(tmp_path):
             str(tmp_path / "gt"),
             "--out",
             str(out),
-            "--no-figures",
         ]
     )
     row = [r for r in read_csv(out / "metrics.csv") if r["network"] == "NetA"][0]
@@ -237,7 +256,6 @@ def test_empty_attr_in_h5_beside_png_makes_heatmap_empty(tmp_path):
             str(tmp_path / "png_only"),
             "--empty-from",
             "none",
-            "--no-figures",
         ]
     )
     row = [r for r in read_csv(tmp_path / "png_only" / "metrics.csv") if r["network"] == "NetA"][0]
@@ -380,7 +398,7 @@ def test_sanity_cli(tmp_path):
 
 
 def test_sanity_summary_counts_wins_and_tests_the_gain():
-    from ferxai.compare import sanity_summary
+    from ferxai.randomization import sanity_summary
 
     rng = np.random.default_rng(0)
     rows = [
@@ -407,7 +425,8 @@ def _image_stack(path, maps, ids, valid):
 
 
 def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
-    from ferxai.compare import sanity_image_rows, sanity_summary
+    from ferxai.pooling import valid_maps_by_image
+    from ferxai.randomization import sanity_image_rows, sanity_summary
 
     rng = np.random.default_rng(1)
     mask = np.zeros(SHAPE, bool)
@@ -426,7 +445,9 @@ def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
                                                    [ids[i] for i in order], np.ones(12))]},
     }  # fmt: skip
     stacks["randomized"]["NetA/Happiness"] = stacks["randomized"]["NetA/Anger"]  # unpaired key
-    rows = sanity_image_rows(stacks["trained"], stacks["randomized"], {"Anger": mask})
+    maps = {kind: {key: valid_maps_by_image(paths) for key, paths in by_key.items()}
+            for kind, by_key in stacks.items()}  # fmt: skip
+    rows = sanity_image_rows(maps["trained"], maps["randomized"], {"Anger": mask})
     by_id = {r["image_id"]: r for r in rows}
     assert sorted(by_id) == sorted(set(ids) - {"img5"})
     assert by_id["img3"]["auc_trained"] == 0.5 and by_id["img3"]["auc_randomized"] == 1.0
@@ -453,12 +474,10 @@ def test_tables_have_average_column_and_row(tmp_path):
                 str(tmp_path / "gt"),
                 "--out",
                 str(tmp_path / "cmp"),
-                "--no-figures",
             ]
         )
         == 0
     )
-    assert not (tmp_path / "cmp" / "figures").exists()
     prefix = tmp_path / "tables" / "t"
     assert (
         main(
@@ -500,9 +519,9 @@ def test_compare_user_errors_name_the_problem(tmp_path, capsys):
     _synthetic_folder(tmp_path)
     (tmp_path / "gt" / "Happiness_gt.png").unlink()
     argv = ["compare", "--heatmaps", str(tmp_path / "maps"), "--out", str(tmp_path / "o")]
-    assert main([*argv, "--gt", str(tmp_path / "gt"), "--no-figures"]) == 2
+    assert main([*argv, "--gt", str(tmp_path / "gt")]) == 2
     assert "no ground-truth mask for Happiness" in capsys.readouterr().err
-    assert main([*argv, "--gt", str(tmp_path / "maps"), "--no-figures"]) == 2
+    assert main([*argv, "--gt", str(tmp_path / "maps")]) == 2
     assert "no mask named" in capsys.readouterr().err
     assert main([*argv, "--gt", str(tmp_path / "gt"), "--threshold", "top:5"]) == 2
     assert not (tmp_path / "o" / "metrics.csv").exists()

@@ -60,9 +60,60 @@ def test_bad_config_names_the_key(bad, match):
         validate_config(bad)
 
 
-def test_pretrained_without_weights_names_network():
-    with pytest.raises(ConfigError, match="VGG16 has pretrained: true but no weights"):
-        validate_config({"networks": {"overrides": {"VGG16": {"pretrained": True}}}})
+def test_pretrained_without_weights_trains_from_the_fetched_cache_file():
+    config = validate_config(
+        {"results": "out", "networks": {"names": ["VGG16", "test_resnet.r160_in1k"],
+                                        "defaults": {"pretrained": True}}}
+    )  # fmt: skip
+    assert network_settings(config, "VGG16")["weights"] == "out/weights/vgg16.safetensors"
+    tagged = network_settings(config, "test_resnet.r160_in1k")["weights"]
+    assert tagged == "out/weights/test_resnet.r160_in1k.safetensors"
+    config["networks"]["weights_cache"] = "/shared/w"
+    assert network_settings(config, "VGG16")["weights"] == "/shared/w/vgg16.safetensors"
+
+
+def test_timm_names_and_models_trained_elsewhere(tmp_path):
+    from ferxai.config import fetched_weights, trained_networks
+
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"")
+    order = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "angry"]
+    config = validate_config({"networks": {
+        "names": ["WeiNet", "resnet18", "MyNet"],
+        "overrides": {"MyNet": {"trained_weights": str(weights), "arch": "test_resnet",
+                                "class_order": order}},
+    }})  # fmt: skip
+    assert trained_networks(config) == {"MyNet": str(weights)}
+    assert fetched_weights(config, "MyNet") is None and fetched_weights(config, "resnet18") is None
+
+
+@pytest.mark.parametrize(
+    "networks, match",
+    [
+        ({"names": ["resnet18.nope"]}, "'resnet18.nope' is neither"),
+        ({"names": ["MyNet"], "overrides": {"MyNet": {"arch": "resnet18"}}}, "MyNet.arch: only"),
+        ({"names": ["MyNet"], "overrides": {"MyNet": {"trained_weights": "nope.pt"}}},
+         "MyNet.arch: 'MyNet' is neither"),
+        ({"names": ["MyNet"], "overrides": {"MyNet": {"trained_weights": "nope.pt",
+                                                      "arch": "WeiNet"}}},
+         "MyNet.trained_weights: 'nope.pt' does not exist"),
+        ({"names": ["resnet18"], "defaults": {"trained_weights": "x.pt"}}, "per network only"),
+        ({"names": ["WeiNet"], "overrides": {"vgg17": {"epochs": 1}}}, "overrides.vgg17"),
+        ({"names": ["a/b"]}, "a/b"),
+    ],
+)  # fmt: skip
+def test_network_names_errors_name_the_key_and_the_fix(networks, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config({"networks": networks})
+
+
+def test_class_order_must_name_the_six_expressions_once(tmp_path):
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"")
+    bad = {"trained_weights": str(weights), "arch": "WeiNet",
+           "class_order": ["angry", "angry", "fear", "happy", "sad", "surprise"]}  # fmt: skip
+    with pytest.raises(ConfigError, match="MyNet.class_order.*names Anger 2 times"):
+        validate_config({"networks": {"names": ["MyNet"], "overrides": {"MyNet": bad}}})
 
 
 def test_pretrained_scratch_network_rejected():

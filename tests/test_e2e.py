@@ -64,6 +64,15 @@ def test_metrics_table(test_run):
 def test_dendrograms_and_report_inputs(test_run):
     clustering = test_run / "results" / "clustering" / "lime"
     assert len(list(clustering.glob("dendrogram_by_network_*.png"))) == 6
+    # issue 15: cluster support, the group test (WeiNet, SongNet vs MobileNetV3Large), differences
+    for path in clustering.glob("support_*.csv"):
+        assert all(r["n_boot"] in ("20", "0") for r in read_csv(path)), path.name
+    comparison = test_run / "results" / "comparison" / "lime"
+    tested = read_csv(comparison / "group_test.csv")
+    assert tested[-1]["expression"] == "all" and {r["permutations"] for r in tested} <= {"3", "0"}
+    differences = read_csv(comparison / "iou_differences.csv")
+    assert differences and {r["resolved"] for r in differences} <= {"True", "False"}
+    assert (comparison / "iou_differences.png").is_file()
     assert (test_run / "results" / "eval" / "accuracy.csv").is_file()
     assert (test_run / "results" / "sanity" / "lime" / "sanity.csv").is_file()
     per_image = read_csv(test_run / "results" / "sanity" / "lime" / "sanity_per_image.csv")
@@ -75,6 +84,8 @@ def test_report_renders(test_run):
     snakemake(test_run, "--cores", "2", "--report", "results/report.html")
     html = (test_run / "results" / "report.html").read_text(errors="replace")
     assert len(html) > 10_000
+    for name in ("group_test.csv", "iou_differences.csv", "iou_differences.png"):
+        assert name in html, name
 
 
 def test_nothing_to_do_afterwards(test_run):
@@ -123,13 +134,15 @@ def test_expression_never_predicted_gives_explicit_empty_results(test_run):
     network, expression = empty[0]
     with h5py.File(results / "heatmaps" / "lime" / f"{network}_{expression}_heatmap.h5") as h5:
         assert bool(h5.attrs["empty"]) and "no explained images" in h5.attrs["reason"]
-    with open(results / "comparison" / "lime" / "metrics_extended.csv") as fh:
-        row = next(
-            r
-            for r in csv.DictReader(fh)
-            if (r["network"], r["fold"], r["expression"]) == (network, "all", expression)
-        )
-    assert math.isnan(float(row["iou"])) and "empty heatmap" in row["note"]
+    key = (network, "all", expression)
+    rows = {}
+    for name in ("metrics", "thresholds"):
+        with open(results / "comparison" / "lime" / f"{name}.csv") as fh:
+            rows[name] = next(
+                r for r in csv.DictReader(fh) if (r["network"], r["fold"], r["expression"]) == key
+            )
+    assert math.isnan(float(rows["metrics"]["iou"]))
+    assert "empty heatmap" in rows["thresholds"]["note"]
     with open(results / "clustering" / "lime" / "excluded.csv") as fh:
         left_out = {(r["clustering"], r["leaf"]) for r in csv.DictReader(fh)}
     assert (f"by_network_{expression}", network) in left_out
@@ -148,3 +161,44 @@ def test_provenance_chain_from_heatmap_to_checkpoint(test_run):
     assert any("attributions/lime" in i["path"] for i in normalized["inputs"])
     attribution = read(results / "attributions" / "lime" / NETS[0] / "fold1" / "Sadness.h5")
     assert any(i["path"].endswith("model.pt") for i in attribution["inputs"])
+
+
+def test_every_declared_output_of_the_comparison_stages_has_provenance(test_run):
+    """Commands declare which flags are outputs: `tables --out-prefix` and the sanity command's
+    outputs get a record like every other (they once had none)."""
+    from ferxai.provenance import read
+
+    results = test_run / "results"
+    outputs = [
+        results / "comparison" / "lime" / "tables" / "metrics_iou_fold_mean.tex",
+        results / "comparison" / "lime" / "thresholds.csv",
+        results / "sanity" / "lime" / "sanity_summary.csv",
+        results / "sanity" / "lime" / "sanity_per_image.csv",
+        results / "sanity" / "lime" / "sanity_heatmaps.png",
+    ]
+    for output in outputs:
+        record = read(output)
+        assert record["inputs"], output
+
+
+def test_every_file_a_job_writes_is_a_declared_output(test_run):
+    """Snakemake owns every output path: each file under results/ is a declared output of some
+    job (or inside a declared folder), except logs, benchmarks, provenance records and the
+    resumable state that must outlive a failed job (training checkpoints, partial files)."""
+    from tests.conftest import snakemake
+
+    summary = snakemake(test_run, "--summary", "--cores", "1").stdout.splitlines()
+    declared = {line.split("\t")[0] for line in summary[1:] if line.strip()}
+    folders = [d.rstrip("/") + "/" for d in declared if (test_run / d).is_dir()]
+    undeclared = []
+    for path in sorted((test_run / "results").rglob("*")):
+        relative = str(path.relative_to(test_run))
+        if path.is_dir() or relative.endswith(".prov.json") or "/checkpoints/" in relative:
+            continue
+        if "/logs/" in relative or relative.startswith("results/benchmarks/"):
+            continue  # the rules' logs (and Lightning's own, beside a model's history.csv)
+        if ".partial" in relative or relative == "results/report.html":  # `snakemake --report`
+            continue
+        if relative not in declared and not relative.startswith(tuple(folders)):
+            undeclared.append(relative)
+    assert not undeclared, f"written but declared by no rule: {undeclared[:20]}"

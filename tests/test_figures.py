@@ -8,8 +8,9 @@ import pytest
 
 from ferxai import figures
 from ferxai.cli import main
-from ferxai.cluster import cluster_images
+from ferxai.constants import network_order
 from ferxai.io import write_csv, write_png
+from ferxai.similarity import cluster_images
 
 SHAPE = (275, 224)
 
@@ -106,7 +107,7 @@ def test_dendrogram_has_leaves_left_and_distance_axis_0_to_1(tmp_path, monkeypat
 
 
 def test_network_order_is_the_papers_then_alphabetical():
-    assert figures.network_order(["zeta", "VGG16", "WeiNet", "alpha"]) == [
+    assert network_order(["zeta", "VGG16", "WeiNet", "alpha"]) == [
         "WeiNet",
         "VGG16",
         "alpha",

@@ -60,13 +60,13 @@ def _package_points89() -> np.ndarray | None:
 
 @pytest.fixture(scope="module")
 def points89() -> np.ndarray:
-    """ferxai's canonical points when ferxai.normalize provides them, else the paper's."""
+    """ferxai's canonical points when ferxai.template provides them, else the paper's."""
     points = _package_points89()
     if points is not None:
         return points
     if (REFERENCE / "canonical_landmarks_68.json").is_file():
         return _reference_points89()
-    pytest.skip("neither ferxai.normalize.canonical_points nor the reference landmarks exist")
+    pytest.skip("neither ferxai.template.canonical_points nor the reference landmarks exist")
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_shipped_spec_reproduces_published_masks_pixel_for_pixel(expression):
 @needs_reference
 def test_package_canonical_points_reproduce_published_masks():
     if _package_points89() is None:
-        pytest.skip("ferxai.normalize.canonical_points is not available yet")
+        pytest.skip("ferxai.template.canonical_points is not available yet")
     masks = ekman_masks()
     for expression in EXPRESSIONS:
         assert _iou(masks[expression], _published(expression)) >= 0.99, expression

@@ -88,3 +88,112 @@ def test_full_disk_gives_clear_error(tmp_path, monkeypatch):
     with pytest.raises(FerxaiError, match="no space left"):
         write_png(tmp_path / "x.png", np.zeros((4, 4), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------- damage
+
+
+def flip_byte_in_chunk(path, dataset: str, chunk: int = 0) -> None:
+    """Flip one byte in the middle of a dataset's stored chunk (as a bad disk or network would)."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        info = h5[dataset].id.get_chunk_info(chunk)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_stacks_are_written_with_checksums(tmp_path):
+    import h5py
+
+    write_stack(tmp_path / "s.h5", make_stack())
+    with h5py.File(tmp_path / "s.h5", "r") as h5:
+        for name in ("maps", "image_id", "true_label", "predicted", "probabilities", "segments"):
+            assert h5[name].fletcher32, name
+
+
+@pytest.mark.parametrize("dataset", ["maps", "probabilities", "segments"])
+def test_flipped_byte_in_a_stack_names_the_file_and_the_fix(tmp_path, dataset):
+    """Compressed (maps, segments) or not (probabilities): the checksum catches it, and the
+    message names the file, the dataset and the fix instead of h5py's bare OSError."""
+    path = tmp_path / "s.h5"
+    write_stack(path, make_stack())
+    flip_byte_in_chunk(path, dataset)
+    with pytest.raises(DataError) as caught:
+        read_stack(path)
+    message = str(caught.value)
+    assert str(path) in message and repr(dataset) in message
+    assert "checksum" in message and "Delete it and rerun" in message
+    if dataset == "maps":
+        with pytest.raises(DataError, match="checksum"):
+            list(iter_stack_maps(path))
+        read_stack(path, load_maps=False)  # the rest of the file is intact
+
+
+def test_h5_helpers_round_trip_and_refuse_damage(tmp_path):
+    from ferxai.io import read_h5, write_h5
+
+    mean = np.linspace(0, 1, 12).reshape(3, 4)
+    write_h5(tmp_path / "h.h5", {"mean": mean, "uint8": (mean * 255).astype(np.uint8)},
+             {"count": 3, "empty": False, "settings": {"a": 1}})  # fmt: skip
+    arrays, attrs = read_h5(tmp_path / "h.h5", ["mean"])
+    np.testing.assert_array_equal(arrays["mean"], mean)
+    assert attrs["count"] == 3 and attrs["settings"] == {"a": 1}
+    flip_byte_in_chunk(tmp_path / "h.h5", "mean")
+    with pytest.raises(DataError, match=r"h\.h5.*'mean'.*checksum.*Delete it"):
+        read_h5(tmp_path / "h.h5")
+    with pytest.raises(DataError, match="no dataset"):
+        read_h5(tmp_path / "h.h5", ["stretched"])
+
+
+def test_png_truncated_or_damaged_names_the_file(tmp_path):
+    from ferxai.io import read_png_gray
+
+    image = (np.arange(64 * 48) % 251).astype(np.uint8).reshape(64, 48)
+    path = tmp_path / "heatmap.png"
+    write_png(path, image)
+    np.testing.assert_array_equal(read_png_gray(path), image)
+    data = path.read_bytes()
+    for cut in (len(data) - 1, len(data) // 2, 20):
+        path.write_bytes(data[:cut])
+        with pytest.raises(DataError, match=r"heatmap\.png: truncated PNG.*Delete it and rerun"):
+            read_png_gray(path)
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=r"heatmap\.png: damaged PNG \(CRC mismatch"):
+        read_png_gray(path)
+    path.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="not a PNG"):
+        read_png_gray(path)
+
+
+def test_truncated_csv_names_the_file(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_csv(path, [{"a": 1.5, "b": "x"}, {"a": 2.5, "b": "y"}], ["a", "b"])
+    text = path.read_text()
+    path.write_text(text[: text.rindex(",")])  # cut inside the last row
+    with pytest.raises(DataError, match=r"metrics\.csv: truncated CSV.*Delete it and rerun"):
+        read_csv(path)
+    path.write_bytes(b"a,b\n\xff\xfe,1\n")
+    with pytest.raises(DataError, match="not a UTF-8 CSV"):
+        read_csv(path)
+    path.write_text("path,expression,subject\na.png,happy\n")  # a short row in a manifest: kept
+    assert read_csv(path) == [{"path": "a.png", "expression": "happy", "subject": None}]
+
+
+def test_string_datasets_are_checksummed_utf8(tmp_path):
+    import h5py
+
+    from ferxai.io import create_dataset
+
+    with h5py.File(tmp_path / "s.h5", "w") as h5:
+        create_dataset(h5, "names", np.array(["Zoë", "a", ""], dtype=object))
+        create_dataset(h5, "none", np.array([], dtype=object))
+    with h5py.File(tmp_path / "s.h5", "r") as h5:
+        assert h5["names"].fletcher32
+        assert [v.decode() for v in h5["names"][...]] == ["Zoë", "a", ""]
+        assert h5["none"].shape == (0,)

@@ -21,6 +21,15 @@ def _points(width=100, height=120, seed=0):
     return np.column_stack([rng.uniform(5, width - 5, 68), rng.uniform(5, height - 5, 68)])
 
 
+def _face_points(width=100, height=120, seed=0):
+    """The canonical face's 68 points fitted into the image, slightly jittered: a plausible face."""
+    from ferxai.landmark_qa import template_landmarks
+
+    rng = np.random.default_rng(seed)
+    points = template_landmarks() * np.array([width / 224 * 0.8, height / 275 * 0.8])
+    return points + np.array([width * 0.1, height * 0.1]) + rng.normal(0, 0.5, (68, 2))
+
+
 def _row(image_id, landmarks="", path="", width=100, height=120):
     return {
         "image_id": image_id,
@@ -185,7 +194,7 @@ def _given_dataset(tmp_path, bad=1, total=4):
         cell = ""
         if k >= bad:
             cell = tmp_path / f"lm{k}.npy"
-            np.save(cell, _points(seed=k))
+            np.save(cell, _face_points(seed=k))
         rows.append(_row(f"id{k}", cell))
     write_csv(tmp_path / "dataset.csv", rows, COLUMNS)
     return tmp_path / "dataset.csv"
@@ -205,7 +214,7 @@ def test_landmarks_cli_given(tmp_path):
     table = lm.read_landmarks(tmp_path / "lm.h5")
     assert table.ok.tolist() == [False, True, True, True]
     assert table.attrs["source"] == "given" and table.attrs["failures"] == 1
-    np.testing.assert_allclose(table.landmarks[2], _points(seed=2), rtol=1e-6)
+    np.testing.assert_allclose(table.landmarks[2], _face_points(seed=2), rtol=1e-6)
     with open(tmp_path / "failures.csv", newline="") as fh:
         failures = list(csv.DictReader(fh))
     assert failures == [{"image_id": "id0", "path": "/nowhere/id0.png", "reason": lm.NO_FILE}]
@@ -218,3 +227,41 @@ def test_landmarks_cli_fails_above_the_failure_fraction(tmp_path, capsys):
     assert "dataset.csv" in message and "2 of 4 images (50.0%)" in message
     assert "max_failure_fraction=0.2" in message and "failures.csv" in message
     assert not (tmp_path / "lm.h5").exists()
+
+
+# ------------------------------------------------------------------------------ plausibility
+
+
+def test_implausible_landmarks_are_listed_failures_not_used(tmp_path):
+    """A face whose points are shuffled (or scattered) is recorded in failures.csv with its residual;
+    its points leave the table (NaN, ok False) and are kept as rejected for the QA figure."""
+    dataset = _given_dataset(tmp_path, bad=0, total=5)
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "lm1.npy", _face_points(seed=1)[rng.permutation(68)])
+    np.save(tmp_path / "lm3.npy", _points(seed=3))  # scattered over the image
+    assert _landmarks_cli(tmp_path, dataset, 0.5) == 0
+    table = lm.read_landmarks(tmp_path / "lm.h5")
+    assert table.ok.tolist() == [True, False, True, False, True]
+    assert np.isnan(table.landmarks[[1, 3]]).all() and np.isfinite(table.landmarks[[0, 2, 4]]).all()
+    assert table.attrs["implausible"] == 2 and table.attrs["max_residual"] == 0.4
+    assert (table.residual[[1, 3]] > 0.9).all() and (table.residual[[0, 2, 4]] < 0.05).all()
+    np.testing.assert_allclose(table.rejected[3], _points(seed=3), rtol=1e-6)
+    assert np.isfinite(table.rejected[1]).all() and np.isnan(table.rejected[[0, 2, 4]]).all()
+    with open(tmp_path / "failures.csv", newline="") as fh:
+        failures = {row["image_id"]: row["reason"] for row in csv.DictReader(fh)}
+    assert set(failures) == {"id1", "id3"}
+    assert all(
+        r.startswith("implausible landmarks (Procrustes residual ") for r in failures.values()
+    )
+    assert failures["id1"].endswith(" > 0.4)")
+
+
+def test_plausibility_can_be_turned_off_and_counts_toward_the_failure_fraction(tmp_path):
+    dataset = _given_dataset(tmp_path, bad=0, total=4)
+    np.save(tmp_path / "lm2.npy", _points(seed=2))
+    base = ["landmarks", "--dataset", str(dataset), "--out", str(tmp_path / "lm.h5")]
+    base += ["--failures", str(tmp_path / "failures.csv"), "--threads", "1"]
+    assert main([*base, "--max-residual", "0"]) == 0
+    table = lm.read_landmarks(tmp_path / "lm.h5")
+    assert table.ok.all() and table.residual[2] > 0.9 and table.attrs["implausible"] == 0
+    assert main([*base, "--max-failure-fraction", "0.1"]) == 2  # 1 of 4 implausible: 25 %

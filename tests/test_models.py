@@ -4,6 +4,7 @@ and pre-trained weights loaded from local files (never from the network)."""
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 
 from ferxai.constants import NETWORKS
@@ -28,7 +29,8 @@ def test_unknown_name_lists_the_known_ones():
         create_model("ResNet18")
     assert "ResNet18" in str(err.value) and "EfficientNetV2B0" in str(err.value)
     with pytest.raises(ConfigError, match="Did you mean 'VGG16'"):
-        model_info("vgg16")
+        model_info("Vgg16")
+    assert model_info("vgg16").timm_name == "vgg16"  # timm's own vgg16, with timm's head
 
 
 def test_paper_optimizers_and_epochs():
@@ -246,3 +248,71 @@ def test_fine_tuned_file_with_our_keys_loads_as_is(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(trained(x), restored.eval()(x))
+
+
+# ------------------------------------------------------------ any timm architecture; trained elsewhere
+
+
+def test_a_timm_name_outside_the_twelve_is_described_by_timms_pretrained_config():
+    info = model_info("test_resnet.r160_in1k")  # a tiny architecture timm ships for its own tests
+    assert (info.timm_name, info.native_input_size, info.pretrained_default) == (
+        "test_resnet.r160_in1k", 160, True
+    )  # fmt: skip
+    assert model_info("test_resnet").native_input_size == 160  # the default tag's config
+    model = create_model("test_resnet", input_size=32).eval()
+    with torch.inference_mode():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 6)
+    with pytest.raises(ConfigError, match="resnet18.nope"):
+        model_info("resnet18.nope")  # a tag timm does not have
+    with pytest.raises(ConfigError, match="native 224 px"):
+        create_model("vit_tiny_patch16_224", input_size=64)  # a patch grid fixed at 224
+
+
+def test_timm_names_keep_timms_own_pooling_head():
+    model = create_model("test_vit", input_size=None).eval()  # class-token pooling, no GAP
+    size = model_info("test_vit").native_input_size
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, size, size)).shape == (1, 6)
+
+
+@pytest.mark.parametrize("arch", ["test_efficientnet", "test_convnext"])
+def test_a_timm_model_trained_elsewhere_scores_the_six_expressions_in_ferxais_order(arch, tmp_path):
+    from ferxai.models import load_trained
+
+    torch.manual_seed(0)
+    head_order = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "angry"]
+    theirs = timm.create_model(arch, num_classes=7).eval()  # fc / head.fc classifiers
+    path = tmp_path / "theirs.pth"
+    torch.save({"state_dict": theirs.state_dict()}, path)
+    ours = load_trained(arch, str(path), 32, head_order, network="MyNet")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected = theirs((x - ours.mean) / ours.std)
+        rows = [head_order.index(e) for e in ("angry", "disgust", "fear", "happy", "sad")]
+        rows.append(head_order.index("surprise"))
+        assert torch.allclose(ours(x), expected[:, rows], atol=1e-5)
+
+
+def test_trained_weights_errors_name_the_fix(tmp_path):
+    from ferxai.models import load_trained
+
+    path = tmp_path / "seven.pt"
+    torch.save(timm.create_model("test_resnet", num_classes=7).state_dict(), path)
+    with pytest.raises(ConfigError, match="7 outputs but class_order lists 6"):
+        load_trained("test_resnet", str(path), 32, network="MyNet")
+    with pytest.raises(ConfigError, match="names Anger 0 times"):
+        load_trained("test_resnet", str(path), 32, ["a", "b", "c", "d", "e", "f", "g"])
+    with pytest.raises(ConfigError, match="does not fit MyNet"):
+        load_trained("test_efficientnet", str(path), 32, list("abcdefg"), network="MyNet")
+
+
+def test_a_ferxai_model_pt_loads_as_trained_weights(tmp_path):
+    from ferxai.models import load_trained
+
+    torch.manual_seed(1)
+    trained = create_model("WeiNet", input_size=32).eval()
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    restored = load_trained("WeiNet", str(tmp_path / "model.pt"), 32)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(trained(x), restored(x))

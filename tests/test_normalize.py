@@ -8,20 +8,20 @@ import warnings
 import numpy as np
 import pytest
 
-from ferxai import normalize
+from ferxai import template as normalize_template
+from ferxai import warp as normalize
 from ferxai.cli import main
 from ferxai.errors import ConfigError
 from ferxai.io import Stack, read_stack, write_csv, write_stack
 from ferxai.landmarks import LandmarkTable, write_landmarks
-from ferxai.normalize import (
+from ferxai.template import (
     canonical_landmarks,
     canonical_points,
     canonical_triangles,
     load_template,
     mesh_points,
-    warp_images,
-    warp_to_canonical,
 )
+from ferxai.warp import warp_images, warp_to_canonical
 
 H, W = 275, 224
 
@@ -57,7 +57,7 @@ def test_template_points_follow_the_paper_numbering():
     assert np.array_equal(points[:68], canonical_landmarks())
     assert np.array_equal(points[68:85, 0], points[:17, 0])  # jaw copied...
     assert np.all(points[68:85, 1] == 0)  # ...to the top edge
-    assert points[85:].tolist() == [[0, 0], [0, H - 1], [W - 1, 0], [W - 1, H - 1]]
+    assert points[85:].tolist() == [[0, 0], [0, H], [W, 0], [W, H]]  # as the reference
 
 
 def test_triangles_tile_the_whole_canvas_without_overlap():
@@ -68,7 +68,7 @@ def test_triangles_tile_the_whole_canvas_without_overlap():
     (ux, uy), (vx, vy) = (b - a).T, (c - a).T
     areas = 0.5 * np.abs(ux * vy - uy * vx)
     assert areas.min() > 1.0
-    assert areas.sum() == pytest.approx((W - 1) * (H - 1))  # exact tiling of the corner hull
+    assert areas.sum() == pytest.approx(W * H)  # exact tiling of the corner hull
     warper = normalize.get_warper()
     assert warper.vertex_index.max() < 89  # every pixel lies in a triangle (89 = none)
     assert warper.weights.min() >= -1e-6
@@ -77,7 +77,7 @@ def test_triangles_tile_the_whole_canvas_without_overlap():
 
 def test_shipped_template_is_what_dlib_returns():
     pytest.importorskip("dlib")
-    regenerated = normalize.build_template(normalize.dlib_canonical_landmarks())
+    regenerated = normalize_template.build_template(normalize_template.dlib_canonical_landmarks())
     shipped = load_template()
     assert np.array_equal(regenerated.points, shipped.points)
     assert np.array_equal(regenerated.triangles, shipped.triangles)
@@ -131,7 +131,10 @@ def test_known_affine_distortion_is_undone_within_one_pixel():
     source_xy = np.stack([xs, ys, np.ones_like(xs)])
     coord_maps = np.einsum("ij,jhw->ihw", inverse, source_xy).astype(np.float32)  # (2, S, S)
     landmarks = canonical_landmarks() @ affine[:, :2].T + affine[:, 2]
-    warped = warp_to_canonical(coord_maps, np.repeat(landmarks[None], 2, axis=0))
+    # The canonical triangles (per_face: the test of the reference rule below covers it).
+    warped = warp_to_canonical(
+        coord_maps, np.repeat(landmarks[None], 2, axis=0), triangulation="canonical"
+    )
 
     # Only triangles made of the 68 landmarks follow the affine; the top edge and corners stay put.
     inner = [t for t in canonical_triangles() if t.max() < 68]
@@ -148,22 +151,119 @@ def test_known_affine_distortion_is_undone_within_one_pixel():
     assert max(error_x.max(), error_y.max()) <= 1.0
 
 
-def test_nearest_matches_scikit_image_piecewise_affine():
+def _reference_mesh(landmarks, width, height):
+    """The reference implementation's 89 points (its get_points): corners at (width, height)."""
+    top = np.array(landmarks, dtype=np.float64)[:17].copy()
+    top[:, 1] = 0
+    corners = [[0, 0], [0, height], [width, 0], [width, height]]
+    return np.concatenate([landmarks, top, corners]).astype(np.float64)
+
+
+def test_mesh_points_are_the_reference_mesh():
+    rng = np.random.default_rng(2)
+    landmarks = _jittered_landmarks(rng, 3, 100)
+    for k in range(3):
+        assert np.array_equal(
+            mesh_points(landmarks[k], 100, 80), _reference_mesh(landmarks[k], 100, 80)
+        )
+    reference_canvas = _reference_mesh(canonical_landmarks(), W, H)
+    assert np.array_equal(canonical_points(), reference_canvas)
+
+
+@pytest.mark.parametrize("size", [224, 150])
+def test_nearest_matches_scikit_image_on_the_reference_mesh_with_noise_maps(size):
+    """White noise shows every one-pixel slip (block-shaped maps hide them)."""
     from skimage.transform import PiecewiseAffineTransform, warp
 
     rng = np.random.default_rng(3)
-    size = 224
-    maps = _blocky_maps(rng, 2, size)
-    landmarks = _jittered_landmarks(rng, 2, size)
-    ours = warp_to_canonical(maps, landmarks, order="nearest")
-    for k in range(2):
-        transform = PiecewiseAffineTransform()
+    maps = rng.random((4, size, size)).astype(np.float32)
+    landmarks = _jittered_landmarks(rng, 4, size)
+    ours = warp_to_canonical(maps, landmarks, order="nearest", triangulation="canonical")
+    for k in range(4):
+        transform = PiecewiseAffineTransform()  # triangulates the canonical points, as "canonical"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # estimate() renamed in skimage 0.26
-            transform.estimate(canonical_points(), mesh_points(landmarks[k], size, size))
+            transform.estimate(
+                _reference_mesh(canonical_landmarks(), W, H),
+                _reference_mesh(landmarks[k], size, size),
+            )
         theirs = warp(maps[k], transform, output_shape=(H, W), order=0, preserve_range=True)
         interior = (ours[k] == theirs)[1:-1, 1:-1]
-        assert interior.mean() >= 0.99
+        assert interior.mean() >= 0.999
+
+
+def _per_face_by_definition(source_points):
+    """The reference's rule, pixel by pixel: Delaunay of the face's own 89 points; each canvas
+    pixel takes the first of those triangles (qhull's order) containing it on the canvas, and
+    its source point is the barycentric combination of that triangle's source vertices."""
+    from scipy.spatial import Delaunay
+
+    canvas = canonical_points()
+    ys, xs = np.mgrid[0:H, 0:W]
+    pixel = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    out = np.full((H * W, 2), np.nan)
+    for tri in Delaunay(source_points).simplices:
+        a, b, c = canvas[tri]
+        matrix = np.array([b - a, c - a]).T
+        if abs(np.linalg.det(matrix)) < 1e-9:
+            continue
+        wb, wc = np.linalg.solve(matrix, (pixel - a).T)
+        weights = np.stack([1 - wb - wc, wb, wc], axis=1)
+        inside = (weights >= -1e-9).all(axis=1) & np.isnan(out[:, 0])
+        out[inside] = weights[inside] @ source_points[tri]
+    return out.reshape(H, W, 2)
+
+
+@pytest.mark.parametrize("sigma, jaw_outside", [(1.0, False), (4.0, False), (1.0, True)])
+def test_per_face_triangulation_follows_the_reference_rule(sigma, jaw_outside):
+    rng = np.random.default_rng(7)
+    size = 224  # a square grid: the face is squeezed vertically, so its own Delaunay differs
+    landmarks = _jittered_landmarks(rng, 3, size, sigma=sigma)
+    if jaw_outside:  # jaw point 16 right of the map (dlib does that): folds leave holes
+        landmarks[:, 16, 0] = size + 5
+    points = mesh_points(landmarks, size, size)
+    warper = normalize.get_warper()
+    ours = warper.source_coordinates(points, "per_face")
+    folds = 0
+    for k in range(3):
+        expected = _per_face_by_definition(points[k])
+        hole = np.isnan(expected[..., 0])
+        assert np.array_equal(ours[k][..., 0] < -1000, hole)  # holes read outside: stay 0
+        np.testing.assert_allclose(ours[k][~hole], expected[~hole], atol=1e-3)
+        triangles = warper.face_triangles(points[k])
+        assert not warper.is_canonical_topology(triangles)
+        canvas_area = normalize._orientations(canonical_points()[None], triangles)[0]
+        source_area = normalize._orientations(points[k][None], triangles)[0]
+        folds += int((np.sign(canvas_area) != np.sign(source_area)).sum())
+    assert folds > 0  # the case with overlapping (folded) triangles on the canvas is covered
+    if jaw_outside:
+        assert (ours[..., 0] < -1000).sum() > 1000  # and holes
+
+
+def test_per_face_equals_canonical_when_the_topology_is_canonical():
+    rng = np.random.default_rng(8)
+    landmarks = canonical_landmarks() + rng.normal(0.0, 0.05, (40, 68, 2))  # tiny moves
+    points = mesh_points(landmarks, W, H)
+    warper = normalize.get_warper()
+    # the canonical points have a cocircular quadruple (an eye): a move may flip its diagonal
+    same = [warper.is_canonical_topology(warper.face_triangles(p)) for p in points]
+    landmarks = landmarks[same]
+    assert len(landmarks) >= 2
+    maps = rng.random((len(landmarks), H, W)).astype(np.float32)
+    per_face = warp_to_canonical(maps, landmarks, triangulation="per_face")
+    assert np.array_equal(per_face, warp_to_canonical(maps, landmarks, triangulation="canonical"))
+
+
+def test_in_circle_shortcut_agrees_with_qhull():
+    rng = np.random.default_rng(9)
+    warper = normalize.get_warper()
+    base = canonical_landmarks()
+    landmarks = base + rng.normal(0.0, 1.5, (60, 68, 2)) * rng.random((60, 1, 1))
+    points = mesh_points(landmarks, W, H)
+    shortcut = warper.canonical_is_delaunay(points)
+    qhull = np.array([warper.is_canonical_topology(warper.face_triangles(p)) for p in points])
+    assert shortcut.any() and (~qhull).any()
+    assert not (shortcut & ~qhull).any()  # the shortcut never says "canonical" wrongly
 
 
 def test_pixels_whose_source_is_outside_the_map_are_zero():
@@ -171,11 +271,13 @@ def test_pixels_whose_source_is_outside_the_map_are_zero():
     landmarks = canonical_landmarks()[None] * np.array([size / W, size / H])
     landmarks = landmarks - np.array([40.0, 0.0])  # face shifted left: left side leaves the map
     warper = normalize.get_warper()
-    x = warper.source_coordinates(mesh_points(landmarks[0], size, size))[..., 0]
+    xy = warper.source_coordinates(mesh_points(landmarks[0], size, size))
     warped = warp_to_canonical(np.ones((1, size, size), np.float32), landmarks)[0]
-    assert np.all(warped[x < -0.5] == 0)
-    assert np.all(warped[(x > -0.49) & (x < size - 0.51)] == 1)
-    assert (x < -0.5).sum() > 1000
+    outside = ((xy < -0.5) | (xy > size - 0.5)).any(axis=-1)  # holes of folds read -1e4 too
+    inside = ((xy > -0.49) & (xy < size - 0.51)).all(axis=-1)
+    assert np.all(warped[outside] == 0)
+    assert np.all(warped[inside] == 1)
+    assert (xy[..., 0] < -0.5).sum() > 1000
 
 
 def test_batched_warp_equals_one_by_one_and_nan_landmarks_give_zeros():
@@ -208,6 +310,8 @@ def test_bad_order_and_shapes_are_rejected():
         warp_to_canonical(maps, canonical_landmarks()[None], order="cubic")
     with pytest.raises(ValueError, match="68, 2"):
         warp_to_canonical(maps, canonical_landmarks()[None, :10])
+    with pytest.raises(ConfigError, match="triangulation.*per_face, canonical"):
+        warp_to_canonical(maps, canonical_landmarks()[None], triangulation="delaunay")
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -268,8 +372,20 @@ def test_normalize_cli_writes_a_canonical_stack(tmp_path):
     expected = image_landmarks[2] * np.array([32 / widths[2], 32 / heights[2]])
     np.testing.assert_allclose(out.extras["landmarks"][2], expected, rtol=1e-5)
     assert out.attrs["normalized"] and out.attrs["order"] == "nearest"
+    assert out.attrs["triangulation"] == "per_face"  # the reference's, by default
     assert out.attrs["landmark_failures"] == 1 and out.attrs["network"] == "WeiNet"
     np.testing.assert_array_equal(out.predicted, stack.predicted)
+
+
+def test_normalize_cli_triangulation_flag(tmp_path):
+    _stage_inputs(tmp_path)
+    assert _normalize_cli(tmp_path, "--triangulation", "canonical", "--order", "bilinear") == 0
+    canonical = read_stack(tmp_path / "out.h5")
+    assert canonical.attrs["triangulation"] == "canonical"
+    assert _normalize_cli(tmp_path, "--triangulation", "per_face", "--order", "bilinear") == 0
+    per_face = read_stack(tmp_path / "out.h5")
+    assert per_face.attrs["triangulation"] == "per_face"
+    assert not np.array_equal(per_face.maps[2], canonical.maps[2])  # a squeezed face: its own mesh
 
 
 def test_normalize_cli_refuses_images_without_landmark_rows(tmp_path, capsys):

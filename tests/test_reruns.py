@@ -141,23 +141,77 @@ def test_comparison_threshold_reruns_only_comparison_and_report(complete_run):
     assert rules <= DOWNSTREAM, f"not downstream of the threshold: {rules - DOWNSTREAM}"
 
 
-def test_editing_a_stage_reruns_that_stage_and_what_follows(complete_run):
+def rule_commands() -> dict[str, str]:
+    """rule → the ferxai command it runs, read from workflow/rules/*.smk: each rule's code version
+    must be its own command's (``code=code_version("cmd")`` beside ``ferxai cmd``)."""
+    commands = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule |use rule )", smk.read_text(), flags=re.M)[1:]:
+            if block.startswith("use rule "):
+                parent, name = re.match(r"use rule (\w+) as (\w+)", block).groups()
+                commands[name] = commands[parent]
+                continue
+            name = re.match(r"rule (\w+):", block).group(1)
+            version = re.search(r'code=code_version\("([\w-]+)"\)', block)
+            shell_part = block.split("\n    shell:", 1)[1] if "\n    shell:" in block else ""
+            shell = re.findall(r"ferxai ([\w-]+)", shell_part)
+            if version:
+                assert shell and set(shell) == {version.group(1)}, (smk.name, name, shell)
+                commands[name] = version.group(1)
+            elif shell:
+                raise AssertionError(f"{smk.name}: rule {name} runs ferxai without code_version")
+    return commands
+
+
+def test_every_rule_versions_the_command_it_runs():
+    from ferxai.cli import COMMANDS
+
+    commands = rule_commands()
+    assert set(commands.values()) <= set(COMMANDS)
+    assert {"train", "attribute_randomized", "compare", "figures"} <= set(commands)
+
+
+def _changed_rules(workdir: Path, env: dict) -> set[str]:
+    """Rules with an output whose params (the code version among them) changed, from
+    ``--summary``'s status column (a dry run's reasons name only the first cause of a rerun:
+    "input files updated" hides the changed code of every job downstream of another)."""
+    summary = snakemake(workdir, TEST_CONFIG, "--summary", env=env).splitlines()
+    rows = [line.split("\t") for line in summary[1:] if line.count("\t") >= 4]
+    return {row[2] for row in rows if row[4] == "params changed"}
+
+
+def test_editing_any_module_reruns_exactly_the_rules_that_import_it(complete_run):
+    """For every module of src/ferxai: a comment appended to it changes the code version (params)
+    of exactly the rules whose commands import it, directly or not, so Snakemake reruns those."""
+    from ferxai.code_version import all_modules, closure, command_modules
+
     root, workdir = complete_run
     # a checkout's layout (src/ beside workflow/: ferxai reads workflow/schemas from it)
     checkout = root / "checkout"
     for part in ("src", "workflow"):
         shutil.copytree(REPO / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
     source_copy = checkout / "src"
-    module = source_copy / "ferxai" / "aggregate.py"
-    module.write_text(module.read_text() + "\n# an edit: the stage's code version changes\n")
     env = {
-        **os.environ,
+        **local_env(),
         "PYTHONPATH": f"{source_copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-
-    rules = {rule for rule, _ in dry_run(workdir, TEST_CONFIG, env=env)}
-    aggregation = {rule for rule in rules if rule.startswith("aggregate_")}
-    assert {"aggregate_by_network", "aggregate_by_expression"} <= aggregation
-    upstream = DATA | {"train", "evaluate", "select_positives", "attribute", "normalize"}
-    assert not rules & upstream, f"stages upstream of aggregation rerun: {rules & upstream}"
-    assert rules - aggregation <= DOWNSTREAM, rules - aggregation - DOWNSTREAM
+    summary = snakemake(workdir, TEST_CONFIG, "--summary", env=env).splitlines()
+    in_run = {line.split("\t")[2] for line in summary[1:] if line.count("\t") >= 4}
+    uses = {rule: set(command_modules(cmd)) for rule, cmd in rule_commands().items()
+            if rule in in_run}  # fmt: skip
+    uses["run_config"] = set(closure("ferxai.io"))  # its run: block writes with ferxai.io
+    assert not _changed_rules(workdir, env), "the copy must change nothing by itself"
+    mismatches = []
+    for module in all_modules():
+        path = source_copy / Path(*module.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        original = path.read_text()
+        path.write_text(original + "\n# an edit: the code version of every rule using it changes\n")
+        try:
+            changed = _changed_rules(workdir, env)
+        finally:
+            path.write_text(original)
+        expected = {rule for rule, modules in uses.items() if module in modules}
+        if changed != expected:
+            mismatches.append(f"{module}: reran {sorted(changed)}, expected {sorted(expected)}")
+    assert not mismatches, "\n".join(mismatches)

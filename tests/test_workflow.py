@@ -15,6 +15,7 @@ RULES = {
     "prepare_dataset",
     "folds",
     "landmarks",
+    "landmarks_qa",
     "train",
     "evaluate",
     "select_positives",

@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("ferxai.data.synth", "render the synthetic FACS face dataset"),
     "prepare": ("ferxai.data.dataset", "validate a dataset (manifest or folder per class)"),
     "folds": ("ferxai.data.folds", "stratified (subject-grouped) k-fold table"),
+    "import-dataset": ("ferxai.data.import_dataset", "a common FER dataset (native) to a manifest"),
+    "fetch-weights": (
+        "ferxai.models.pretrained",
+        "download a network's pre-trained weights (login node)",
+    ),
     "train": ("ferxai.training", "train one network on one fold (Lightning)"),
     "evaluate": ("ferxai.evaluation", "evaluate a trained network on its test fold"),
     "positives": ("ferxai.evaluation", "select the images to explain per expression"),
@@ -29,16 +34,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "explain positives (LIME, SHAP, ...) into an HDF5 stack",
     ),
     "landmarks": ("ferxai.landmarks", "68-point landmarks of every image (given or dlib)"),
-    "make-template": ("ferxai.normalize", "regenerate the canonical landmark template from dlib"),
+    "landmarks-qa": (
+        "ferxai.commands.landmarks_qa",
+        "landmark QA figure: sampled faces with their points and on the canonical face",
+    ),
+    "make-template": ("ferxai.template", "regenerate the canonical landmark template from dlib"),
     "normalize": ("ferxai.normalize", "warp a stack of maps onto the canonical face"),
-    "aggregate": ("ferxai.aggregate", "pool normalized maps into a global heatmap"),
+    "aggregate": ("ferxai.commands.aggregate", "pool normalized maps into a global heatmap"),
     "groundtruth": ("ferxai.groundtruth", "draw the Ekman/FACS ground-truth masks"),
-    "compare": ("ferxai.compare", "metrics and dendrograms for a folder of heatmaps"),
-    "cluster": ("ferxai.cluster", "dendrograms and similarity matrices of heatmaps"),
-    "extended-metrics": ("ferxai.compare", "threshold-free metrics and bootstrap CIs"),
-    "sanity": ("ferxai.compare", "model-randomization sanity check (Adebayo et al.)"),
-    "figures": ("ferxai.figures", "figures for the report"),
-    "tables": ("ferxai.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
+    "compare": ("ferxai.commands.compare", "IoU, F1, precision, recall of a folder of heatmaps"),
+    "cluster": ("ferxai.commands.cluster", "dendrograms and similarity matrices of heatmaps"),
+    "extended-metrics": (
+        "ferxai.commands.extended_metrics",
+        "threshold-free metrics and bootstrap CIs",
+    ),
+    "sanity": ("ferxai.commands.sanity", "model-randomization sanity check (Adebayo et al.)"),
+    "figures": ("ferxai.commands.figures", "figures for the report"),
+    "tables": ("ferxai.commands.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
     "provenance": ("ferxai.provenance", "print where an artifact came from"),
     "install-profile": (
         "ferxai.profiles",
@@ -47,24 +59,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# Flags naming what a command reads and what it writes: after a successful run every output gets a
-# provenance record (ferxai version, git commit, hash of the settings, sha256 of the inputs).
-INPUT_FLAGS = (
-    "dataset", "folds", "weights", "positives", "predictions", "stack", "stacks", "landmarks",
-    "metrics", "counts", "manifest", "folder", "heatmaps", "gt", "trained", "randomized",
-    "reference", "extended", "spec",
-)  # fmt: skip
-OUTPUT_FLAGS = (
-    "out", "out_h5", "out_png", "out_jet", "out_dir", "skipped", "failures", "figure",
-    "positives_out", "methods_out",
-)  # fmt: skip
-NOT_SETTINGS = {"command", "func", "verbose", "threads", *INPUT_FLAGS, *OUTPUT_FLAGS}
+# Provenance: after a successful run every output gets a record (ferxai version, git commit, hash
+# of the settings, sha256 of the inputs). Each command declares which of its flags name inputs and
+# outputs, in its ``cli_<name>_args``: ``parser.set_defaults(provenance_inputs=(dest, ...),
+# provenance_outputs=(dest or callable(args) -> paths, ...))``; every other flag is a setting.
+NOT_SETTINGS = {"command", "func", "verbose", "threads", "provenance_inputs", "provenance_outputs"}
 
 
-def _as_list(value) -> list:
+def _paths(value) -> list[str]:
+    """Paths named by a flag's value: a path, a list of them, or inline JSON holding paths."""
     if value is None:
         return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _paths(v)]
+    text = str(value)
+    if text.lstrip()[:1] in "[{":
+        import json
+
+        def leaves(node):
+            if isinstance(node, dict):
+                return [p for v in node.values() for p in leaves(v)]
+            if isinstance(node, list):
+                return [p for v in node for p in leaves(v)]
+            return [node] if isinstance(node, str) else []
+
+        try:
+            return leaves(json.loads(text))
+        except json.JSONDecodeError:
+            return []
+    return [text]
+
+
+def _declared(args: argparse.Namespace, declared) -> list[list[str]]:
+    return [_paths(d(args) if callable(d) else getattr(args, d, None)) for d in declared]
 
 
 def record_provenance(args: argparse.Namespace) -> None:
@@ -78,22 +105,21 @@ def record_provenance(args: argparse.Namespace) -> None:
 
     from ferxai import provenance
 
-    values = vars(args)
-    settings = {k: v for k, v in values.items() if k not in NOT_SETTINGS and v is not None}
+    input_flags = getattr(args, "provenance_inputs", ())
+    output_flags = getattr(args, "provenance_outputs", ())
+    skip = NOT_SETTINGS | {d for d in (*input_flags, *output_flags) if isinstance(d, str)}
+    settings = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     for key in ("settings", "plan", "attrs"):
         if isinstance(settings.get(key), str) and settings[key].lstrip()[:1] in "[{":
             settings[key] = json.loads(settings[key])
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
-    inputs = {k: _as_list(values.get(k)) for k in INPUT_FLAGS if values.get(k) is not None}
-    if args.command == "aggregate" and values.get("plan"):
-        return  # plan mode records each heatmap itself, with its own stacks
-    for out_key in OUTPUT_FLAGS:
-        outputs = _as_list(values.get(out_key))
+    inputs = [paths for paths in _declared(args, input_flags) if paths]
+    for outputs in _declared(args, output_flags):
         for i, output in enumerate(outputs):
             if not Path(output).exists():
                 continue
             sources = []
-            for paths in inputs.values():
+            for paths in inputs:
                 paired = len(outputs) > 1 and len(paths) == len(outputs)
                 sources += [paths[i]] if paired else paths
             sources = [p for p in sources if Path(p).exists()]

@@ -2,8 +2,9 @@
 
 The schema (``workflow/schemas/config.schema.yaml``, shipped as package data too) is the single
 source of truth for keys, types, ranges and defaults. On top of it :func:`validate_config` checks
-what a schema cannot express (pre-trained weights present, folds named by the sanity check exist, a
-GPU where ``device: cuda`` asks for one).
+what a schema cannot express (network names: the paper's, timm's or a model trained elsewhere;
+pre-trained weights present, folds named by the sanity check exist, a GPU where ``device: cuda``
+asks for one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ferxai.constants import SCRATCH_NETWORKS
+from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
@@ -112,26 +113,9 @@ def _check_semantics(config: dict, source: str) -> None:
                 f"{source}: data.{key} = {data[key]!r} does not exist (relative paths are relative "
                 "to the working directory). Fix the path."
             )
-    for name in config["networks"]["names"]:
-        settings = network_settings(config, name)
-        if settings["pretrained"] and name in SCRATCH_NETWORKS:
-            raise ConfigError(
-                f"{source}: networks: {name} is trained from scratch in the paper and has no "
-                "pre-trained weights; set pretrained: false for it."
-            )
-        weights = settings["weights"]
-        if settings["pretrained"] and not weights:
-            raise ConfigError(
-                f"{source}: networks: {name} has pretrained: true but no weights file. Download the "
-                f"ImageNet weights on a machine with network and set networks.overrides.{name}.weights "
-                "to the .safetensors/.pth path (or 'hf-cache' for a pre-filled Hugging Face cache), "
-                "or set pretrained: false."
-            )
-        if settings["pretrained"] and weights != "hf-cache" and not Path(weights).is_file():
-            raise ConfigError(
-                f"{source}: networks: {name} weights file {weights!r} does not exist. "
-                f"Put the file there or fix networks.overrides.{name}.weights."
-            )
+    _check_import_source(data, source)
+    _check_crop(data, source)
+    _check_networks(config, source)
     folds = data["folds"]
     bad = [f for f in config["sanity"]["folds"] if f > folds]
     if config["sanity"]["enabled"] and bad:
@@ -144,6 +128,176 @@ def _check_semantics(config: dict, source: str) -> None:
             f"{source}: device is cuda but no GPU is visible here "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
             "Use device: auto (GPU when the job has one) or run where a GPU is visible."
+        )
+
+
+PER_NETWORK_KEYS = ("trained_weights", "arch", "class_order")
+
+
+def _check_networks(config: dict, source: str) -> None:
+    """Every name is one of the twelve, a timm architecture or a model trained elsewhere; weights
+    and pre-training fit the network."""
+    from ferxai.models.registry import is_known, list_models, model_info
+
+    nets = config["networks"]
+    for key in PER_NETWORK_KEYS:
+        if (nets["defaults"] or {}).get(key) is not None:
+            raise ConfigError(
+                f"{source}: networks.defaults.{key}: set per network only, under "
+                f"networks.overrides.<name>.{key}."
+            )
+    for name in nets["overrides"] or {}:
+        if name not in nets["names"] and not is_known(name):
+            raise ConfigError(
+                f"{source}: networks.overrides.{name}: {name!r} is not in networks.names and is "
+                f"neither one of the paper's networks ({', '.join(list_models())}) nor a timm "
+                "architecture. Fix the spelling or add it to networks.names."
+            )
+    for name in nets["names"]:
+        settings = network_settings(config, name)
+        where = f"networks.overrides.{name}"
+        if settings.get("trained_weights"):
+            _check_trained(settings, name, where, source)
+            continue
+        for key in ("arch", "class_order"):
+            if settings.get(key) is not None:
+                raise ConfigError(
+                    f"{source}: {where}.{key}: only for a model trained elsewhere (with "
+                    f"{where}.trained_weights). To train a timm architecture, list its timm name "
+                    "in networks.names."
+                )
+        if not is_known(name):
+            lowered = {n.lower(): n for n in list_models()}
+            hint = f" Did you mean {lowered[name.lower()]!r}?" if name.lower() in lowered else ""
+            raise ConfigError(
+                f"{source}: networks.names: {name!r} is neither one of the paper's networks "
+                f"({', '.join(list_models())}) nor a timm architecture.{hint} Fix: spell it as the "
+                "paper does, use a timm name (lower case, see timm.list_models(); a weight tag "
+                "after a dot: resnet18.a1_in1k), or, for a model trained elsewhere, set "
+                f"{where}.trained_weights (and {where}.arch)."
+            )
+        info = model_info(name)
+        if settings["pretrained"] and info.timm_name is None:
+            raise ConfigError(
+                f"{source}: networks: {name} is trained from scratch in the paper and has no "
+                "pre-trained weights; set pretrained: false for it."
+            )
+        weights = settings["weights"]
+        if settings["pretrained"] and not info.pretrained_default and not _given(nets, name):
+            raise ConfigError(
+                f"{source}: networks: {name} has pretrained: true but timm has no pre-trained "
+                f"weights for it. Name a tag that has some (timm.list_pretrained('{name}*')), set "
+                f"{where}.weights to a local file, or set pretrained: false."
+            )
+        if settings["pretrained"] and _given(nets, name) and weights != "hf-cache":
+            if not Path(weights).is_file():
+                raise ConfigError(
+                    f"{source}: networks: {name} weights file {weights!r} does not exist. "
+                    f"Put the file there, fix {where}.weights, or remove it to have the local "
+                    "rule fetch_weights download timm's weights once into networks.weights_cache."
+                )
+
+
+def _given(nets: dict, name: str) -> bool:
+    """True when the configuration names a weights file (else the weight cache is used)."""
+    own = (nets.get("overrides") or {}).get(name) or {}
+    return bool(own.get("weights") or (nets.get("defaults") or {}).get("weights"))
+
+
+def _check_trained(settings: dict, name: str, where: str, source: str) -> None:
+    from ferxai.models.registry import class_rows, is_known, list_models, model_info
+
+    arch = settings.get("arch") or name
+    if not is_known(arch):
+        raise ConfigError(
+            f"{source}: {where}.arch: {arch!r} is neither one of the paper's networks "
+            f"({', '.join(list_models())}) nor a timm architecture. Set {where}.arch to the "
+            "architecture the weights were trained with (e.g. resnet18)."
+        )
+    path = settings["trained_weights"]
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"{source}: {where}.trained_weights: {path!r} does not exist (relative paths are "
+            "relative to the working directory). Fix the path."
+        )
+    size = settings.get("input_size")
+    if size is not None and size < model_info(arch).min_input_size:
+        raise ConfigError(
+            f"{source}: {where}.input_size: {size} px is too small for {arch} (needs >= "
+            f"{model_info(arch).min_input_size}); set the size the model was trained at."
+        )
+    class_rows(settings.get("class_order") or EXPRESSIONS, f"{source}: {where}.class_order")
+
+
+def weights_cache(config: Mapping[str, Any]) -> str:
+    """Folder of the fetched pre-trained weights: networks.weights_cache, else <results>/weights."""
+    cache_dir = (config.get("networks") or {}).get("weights_cache")
+    return cache_dir or f"{config.get('results', 'results')}/weights"
+
+
+def trained_networks(config: Mapping[str, Any]) -> dict[str, str]:
+    """Networks given by ``trained_weights`` (no train job) → the absolute path of their file."""
+    out = {}
+    for name in config["networks"]["names"]:
+        path = network_settings(config, name).get("trained_weights")
+        if path:
+            out[name] = os.path.abspath(path)
+    return out
+
+
+def fetched_weights(config: Mapping[str, Any], name: str) -> str | None:
+    """The weight-cache file a network trains from (pretrained: true, no weights), else None."""
+    settings = network_settings(config, name)
+    if settings.get("trained_weights") or not settings["pretrained"]:
+        return None
+    if _given(config.get("networks") or {}, name):
+        return None
+    from ferxai.models.registry import weights_file_name
+
+    return str(Path(weights_cache(config)) / weights_file_name(name))
+
+
+def _check_import_source(data: dict, source: str) -> None:
+    """An import format (data.source ckplus, ...) needs data.path, naming what it points at."""
+    from ferxai.data.importers import FORMATS
+
+    importer = FORMATS.get(data["source"])
+    if importer is None:
+        return
+    if not data["path"]:
+        raise ConfigError(
+            f"{source}: data.source is {importer.name} but data.path is not set. Fix: set "
+            f"data.path to {importer.point_at} ({importer.title} as distributed: "
+            f"{importer.layout})."
+        )
+    if not Path(data["path"]).exists():
+        raise ConfigError(
+            f"{source}: data.path = {data['path']!r} does not exist (relative paths are relative "
+            f"to the working directory). Fix: set it to {importer.point_at}."
+        )
+
+
+def _check_crop(data: dict, source: str) -> None:
+    """data.crop box / landmarks need a source that can carry face boxes / landmarks."""
+    from ferxai.data.importers import FORMATS
+
+    importer = FORMATS.get(data["source"])
+    if data["crop"] == "box" and (
+        data["source"] in ("synthetic", "folder")
+        or (importer is not None and "face_x" not in importer.extra_columns)
+    ):
+        raise ConfigError(
+            f"{source}: data.crop is box but data.source {data['source']} has no face boxes "
+            "(face_x,face_y,face_width,face_height: affectnet, or a manifest with those columns). "
+            "Fix: crop with landmarks or detector."
+        )
+    if data["crop"] == "landmarks" and (
+        data["source"] == "folder" or (importer is not None and not importer.landmarks)
+    ):
+        raise ConfigError(
+            f"{source}: data.crop is landmarks but data.source {data['source']} gives no "
+            "landmarks (ckplus, affectnet, synthetic or a manifest with a landmarks column do). "
+            "Fix: crop with detector."
         )
 
 
@@ -168,6 +322,12 @@ def network_settings(config: Mapping[str, Any], name: str) -> dict:
         device=config.get("device", "auto"),
         precision=config.get("precision", "auto"),
     )
+    if settings["pretrained"] and not settings["weights"] and not settings.get("trained_weights"):
+        from ferxai.models.registry import is_known, model_info, weights_file_name
+
+        # unknown names and scratch nets: validate_config says why not
+        if is_known(name) and model_info(name).timm_name is not None:
+            settings["weights"] = str(Path(weights_cache(config)) / weights_file_name(name))
     return settings
 
 

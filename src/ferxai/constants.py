@@ -18,6 +18,13 @@ PRETRAINED_NETWORKS: tuple[str, ...] = (
 )
 NETWORKS: tuple[str, ...] = SCRATCH_NETWORKS + PRETRAINED_NETWORKS
 
+
+def network_order(names) -> list[str]:
+    """The paper's network order for known names, then any other name alphabetically."""
+    known = [n for n in NETWORKS if n in names]
+    return known + sorted(set(names) - set(known))
+
+
 # Canonical face space of the paper: 224 wide x 275 high, face box (0, 0, 224, 250).
 CANVAS_WIDTH = 224
 CANVAS_HEIGHT = 275

@@ -30,14 +30,16 @@ POSITIVE_COLUMNS = ("image_id", "true_label", "predicted", "probability")
 COUNT_COLUMNS = ("expression", "available", "selected", "requested")
 TABLE_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
-_EVAL_DEFAULTS = {"input_size": None, "device": "auto", "precision": "auto", "batch_size": 64}
+_EVAL_DEFAULTS = {"input_size": None, "device": "auto", "precision": "auto", "batch_size": 64,
+                  "cpu_forward": "channels_last"}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- evaluate
 
 
 def parse_eval_settings(settings: str | dict | None) -> dict[str, Any]:
-    """Evaluation settings (input_size, device, precision, batch_size); other keys are ignored
+    """Evaluation settings (input_size, device, precision, batch_size, cpu_forward: the CPU
+    forward path, :mod:`ferxai.forward`); other keys are ignored
     so the training settings JSON can be passed as is."""
     if isinstance(settings, str):
         try:
@@ -49,15 +51,22 @@ def parse_eval_settings(settings: str | dict | None) -> dict[str, Any]:
                 for k, v in _EVAL_DEFAULTS.items()}  # fmt: skip
     if not isinstance(resolved["batch_size"], int) or resolved["batch_size"] < 1:
         raise ConfigError(f"evaluate settings: batch_size={resolved['batch_size']!r}; use >= 1.")
+    from ferxai.forward import check_choice
+
+    check_choice(resolved["cpu_forward"])
     return resolved
 
 
-def load_trained_model(network: str, weights: str | os.PathLike, input_size: int | None):
-    """Build ``network`` and load a ``model.pt`` state dict (``weights_only=True``) into it."""
+def load_trained_model(network: str, weights: str | os.PathLike, input_size: int | None,
+                       arch: str | None = None, class_order=None):  # fmt: skip
+    """Build ``network`` and load a ``model.pt`` state dict (``weights_only=True``) into it; with
+    ``arch``/``class_order``, weights trained elsewhere (:func:`ferxai.models.load_trained`)."""
     import torch
 
-    from ferxai.models import create_model
+    from ferxai.models import create_model, load_trained
 
+    if arch or class_order:
+        return load_trained(arch or network, str(weights), input_size, class_order, network)
     model = create_model(network, input_size=input_size)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -73,8 +82,9 @@ def load_trained_model(network: str, weights: str | os.PathLike, input_size: int
 
 
 def predict_probabilities(model, images_uint8: np.ndarray, device, precision: str,
-                          batch_size: int) -> np.ndarray:  # fmt: skip
-    """Softmax probabilities (N, C) float64 of preloaded uint8 (N, 3, S, S) images."""
+                          batch_size: int, cpu_forward: str = "eager") -> np.ndarray:  # fmt: skip
+    """Softmax probabilities (N, C) float64 of preloaded uint8 (N, 3, S, S) images; on the CPU in
+    fp32 through the ``cpu_forward`` path (:func:`ferxai.forward.select_forward`)."""
     import torch
 
     from ferxai.device import autocast
@@ -84,6 +94,12 @@ def predict_probabilities(model, images_uint8: np.ndarray, device, precision: st
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = model
+    if device.type == "cpu" and precision == "fp32" and len(images_uint8):
+        from ferxai.forward import select_forward
+
+        first = to_float(torch.from_numpy(images_uint8[:batch_size]))
+        forward = select_forward(model, first, cpu_forward, len(images_uint8)).forward
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(images_uint8), batch_size):
@@ -91,7 +107,7 @@ def predict_probabilities(model, images_uint8: np.ndarray, device, precision: st
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
-                logits = model(x)
+                logits = forward(x)
             chunks.append(torch.softmax(logits.float(), dim=1).double().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, len(EXPRESSIONS)))
 
@@ -118,8 +134,12 @@ def classification_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str,
 
 def confusion(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Counts (6, 6): rows = true expression, columns = predicted expression."""
+    from sklearn.metrics import confusion_matrix
+
     n = len(EXPRESSIONS)
-    return np.bincount(true * n + predicted, minlength=n * n).reshape(n, n)
+    if len(true) == 0:  # sklearn refuses empty input; an empty fold has no predictions
+        return np.zeros((n, n), dtype=np.int64)
+    return confusion_matrix(true, predicted, labels=list(range(n)))
 
 
 def plot_confusion(matrix: np.ndarray, title: str, path: str | os.PathLike) -> None:
@@ -154,8 +174,11 @@ def evaluate(
     settings: str | dict | None,
     out_dir: str | os.PathLike,
     threads: int | None = None,
+    arch: str | None = None,
+    class_order: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate trained ``network`` on the test images of ``fold``; write the four outputs."""
+    """Evaluate trained ``network`` on the test images of ``fold``; write the four outputs.
+    ``arch``/``class_order``: a model trained elsewhere (its architecture, its head's classes)."""
     from ferxai.device import configure_threads, resolve_precision, select_device
     from ferxai.models import resolve_input_size
     from ferxai.models.inputs import labels_of, preload_uint8, read_fold_split
@@ -164,13 +187,13 @@ def evaluate(
     configure_threads(threads)
     device = select_device(options["device"])
     precision = resolve_precision(options["precision"], device)
-    size = resolve_input_size(network, options["input_size"])
-    model = load_trained_model(network, weights, size)
+    size = resolve_input_size(arch or network, options["input_size"])
+    model = load_trained_model(network, weights, size, arch, class_order)
 
     rows = read_fold_split(dataset_csv, folds_csv, fold).test
     true = labels_of(rows)
     probabilities = predict_probabilities(model, preload_uint8(rows, size), device, precision,
-                                          options["batch_size"])  # fmt: skip
+                                          options["batch_size"], options["cpu_forward"])  # fmt: skip
     predicted = probabilities.argmax(axis=1)
 
     out_dir = Path(out_dir)
@@ -308,23 +331,32 @@ def cli_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset.csv from `ferxai prepare`")
     parser.add_argument("--folds", required=True, help="folds.csv from `ferxai folds`")
     parser.add_argument("--settings", default="{}",
-                        help="JSON: input_size, device, precision, batch_size")  # fmt: skip
+                        help="JSON: input_size, device, precision, batch_size, cpu_forward")  # fmt: skip
     parser.add_argument("--out-dir", required=True, help="writes predictions/metrics/confusion")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
+    parser.add_argument("--arch", default=None,
+                        help="architecture of weights trained elsewhere (default: --model)")  # fmt: skip
+    parser.add_argument("--class-order", nargs="+", default=None,
+                        help="classes of that model's head in output order (default: ferxai's)")  # fmt: skip
+    parser.set_defaults(
+        provenance_inputs=("weights", "dataset", "folds"), provenance_outputs=("out_dir",)
+    )
 
 
 def cli_evaluate(args: argparse.Namespace) -> None:
     evaluate(args.model, args.weights, args.fold, args.dataset, args.folds, args.settings,
-             args.out_dir, threads=args.threads)  # fmt: skip
+             args.out_dir, threads=args.threads, arch=args.arch,
+             class_order=args.class_order)  # fmt: skip
 
 
 def cli_positives_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", required=True, help="predictions.csv of `evaluate`")
-    parser.add_argument("--n", type=int, default=100, help="images per expression (paper: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    parser.add_argument("--n", type=int, default=3, help="images per expression (paper: 100)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the draw")
     parser.add_argument("--only-correct", action="store_true",
                         help="keep only images whose true label is the predicted one")  # fmt: skip
     parser.add_argument("--out-dir", required=True, help="writes {Expression}.csv and counts.csv")
+    parser.set_defaults(provenance_inputs=("predictions",), provenance_outputs=("out_dir",))
 
 
 def cli_positives(args: argparse.Namespace) -> None:

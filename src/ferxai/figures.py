@@ -1,21 +1,20 @@
 """Figures for the report: heatmap grid, ground-truth masks, sorted metric bars, dendrograms,
 similarity matrices, bootstrap intervals and the sanity check. Matplotlib runs headless (Agg).
+
+Each function draws the arrays and rows it is given into one file; none looks for input files
+(the commands in :mod:`ferxai.commands` find and read them).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ferxai.constants import EXPRESSIONS, NETWORKS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
-from ferxai.io import read_csv, save_figure
-
-log = logging.getLogger(__name__)
+from ferxai.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS, network_order
+from ferxai.heatmaps import jet_rgb
+from ferxai.io import save_figure
 
 SCRATCH_COLOUR = "#d95f02"
 PRETRAINED_COLOUR = "#1b9e77"
@@ -30,12 +29,6 @@ def _pyplot():
     return plt
 
 
-def network_order(names: Sequence[str]) -> list[str]:
-    """The paper's network order for known names, then any other name alphabetically."""
-    known = [n for n in NETWORKS if n in names]
-    return known + sorted(set(names) - set(known))
-
-
 def _colour(label: str) -> str:
     """Orange for the from-scratch networks, green for the pre-trained ones, black otherwise.
 
@@ -47,15 +40,36 @@ def _colour(label: str) -> str:
     return PRETRAINED_COLOUR if network in PRETRAINED_NETWORKS else "black"
 
 
-def plot_dendrogram(clustering, title: str, path: str | os.PathLike) -> None:
-    """Dendrogram as the paper: leaves and labels on the left, distance axis 0–1 to the right."""
+def node_positions(linkage: np.ndarray, leaves: Sequence[int]) -> list[tuple[float, float]]:
+    """(height, position along the leaf axis) of each inner node of a scipy ``linkage``, in row
+    order, as scipy's ``dendrogram`` draws it: leaf k of ``leaves`` (its ``leaves`` order) at
+    5 + 10 k, an inner node midway between its two children."""
+    n = len(leaves)
+    position = {int(leaf): 5.0 + 10.0 * k for k, leaf in enumerate(leaves)}
+    nodes = []
+    for i, (a, b, height, _) in enumerate(np.asarray(linkage).reshape(-1, 4)):
+        position[n + i] = (position[int(a)] + position[int(b)]) / 2.0
+        nodes.append((float(height), position[n + i]))
+    return nodes
+
+
+def plot_dendrogram(
+    clustering,
+    title: str,
+    path: str | os.PathLike,
+    support: Mapping[frozenset, float] | None = None,
+) -> None:
+    """Dendrogram as the paper: leaves and labels on the left, distance axis 0–1 to the right.
+
+    ``support`` (clade = frozenset of leaf labels → share of bootstrap dendrograms holding it) is
+    printed at each inner node."""
     from scipy.cluster.hierarchy import dendrogram
 
     plt = _pyplot()
     n = len(clustering.labels)
     fig, ax = plt.subplots(figsize=(6, max(2.0, 0.28 * n + 1.2)))
     if n >= 2:
-        dendrogram(
+        drawn = dendrogram(
             clustering.linkage,
             labels=clustering.labels,
             orientation="right",
@@ -66,12 +80,23 @@ def plot_dendrogram(clustering, title: str, path: str | os.PathLike) -> None:
         for tick in ax.get_yticklabels():
             tick.set_color(_colour(tick.get_text()))
         ax.set_xlim(0, max(1.0, float(np.max(clustering.linkage[:, 2])) * 1.02))
+        if support is not None:
+            members = [frozenset([label]) for label in clustering.labels]
+            for a, b, *_ in np.asarray(clustering.linkage):
+                members.append(members[int(a)] | members[int(b)])
+            nodes = node_positions(clustering.linkage, drawn["leaves"])
+            for clade, (height, y) in zip(members[n:], nodes):
+                share = support.get(clade, float("nan"))
+                text = "–" if not np.isfinite(share) else f"{share:.2f}"
+                ax.text(height, y, text, ha="right", va="bottom", fontsize=7, color="#1f4e9c")
+            ax.set_title(f"{title}\n(bootstrap support at each node)", fontsize=10)
     else:
         ax.text(0.5, 0.5, "fewer than 2 heatmaps to cluster", ha="center", va="center")
         ax.set_xlim(0, 1)
         ax.set_yticks([])
     ax.set_xlabel("distance (1 − normalized correlation)")
-    ax.set_title(title)
+    if support is None or n < 2:
+        ax.set_title(title)
     if clustering.excluded:
         note = "left out (empty/constant): " + ", ".join(clustering.excluded)
         fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
@@ -136,8 +161,6 @@ def heatmap_grid(
 ) -> None:
     """Networks (rows, in the paper's order unless ``rows`` is given) × expressions (columns)
     JET heatmaps, labelled."""
-    from ferxai.aggregate import jet_rgb
-
     plt = _pyplot()
     networks = list(rows) if rows else network_order(sorted({k[0] for k in heatmaps}))
     expressions = [e for e in EXPRESSIONS if any(k[1] == e for k in heatmaps)]
@@ -194,7 +217,9 @@ def plot_iou_ci(rows: Sequence[Mapping], path: str | os.PathLike) -> None:
     plt = _pyplot()
     expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), squeeze=False)
-    for ax, expr in zip(axes.ravel(), expressions):
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "fewer than 2 networks with explained images", ha="center")
+    for ax, expr in zip(axes.ravel(), expressions if rows else []):
         sub = [r for r in rows if r["expression"] == expr]
         names = network_order([r["network"] for r in sub])
         by_name = {r["network"]: r for r in sub}
@@ -250,71 +275,68 @@ def plot_sanity(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def make_figures(
-    heatmap_dir: str | os.PathLike,
-    gt_dir: str | os.PathLike | None,
-    out_dir: str | os.PathLike,
-    metrics_csv: str | os.PathLike | None = None,
-    extended_csv: str | os.PathLike | None = None,
-) -> list[Path]:
-    """heatmap_grid.png, gt_masks.png, and {metric}_bars.png / iou_ci.png when tables are given."""
-    from ferxai.compare import discover_heatmaps, load_heatmaps, load_masks
-    from ferxai.metrics import BINARY_METRICS
-
-    out = Path(out_dir)
-    heatmaps = load_heatmaps(discover_heatmaps(heatmap_dir).by_network)
-    written = [out / "heatmap_grid.png", out / "gt_masks.png"]
-    heatmap_grid({key: heatmap.uint8 for key, heatmap in heatmaps.items()}, written[0])
-    gt_masks_figure(load_masks(gt_dir), written[1])
-    if metrics_csv:
-        rows = [r for r in read_csv(metrics_csv) if r["fold"] == "all"]
-        for metric in BINARY_METRICS:
-            written.append(out / f"{metric}_bars.png")
-            plot_sorted_bars(rows, metric, written[-1])
-    if extended_csv:
-        written.append(out / "iou_ci.png")
-        plot_iou_ci(read_csv(extended_csv), written[-1])
-    return written
-
-
-def methods_figure(method_dirs: Sequence[str | os.PathLike], path: str | os.PathLike) -> None:
-    """Per-expression heatmaps (pooled over networks and folds) of each method, side by side.
-
-    Each folder is one method's heatmap folder (named after the method) holding
-    ``total/{Expression}_heatmap.png``.
+def plot_iou_differences(
+    rows: Sequence[Mapping], path: str | os.PathLike, groups: Sequence[str] = ()
+) -> None:
+    """One panel per expression: the matrix of Otsu-IoU differences, row network − column network
+    (rows of ``iou_difference_rows``), a circle on the cells whose paired-bootstrap 95 % CI
+    excludes 0 ("resolved"); the rows between ``groups`` (their names) are written under the panel.
     """
-    from ferxai.io import read_png_gray
-
-    grid = {}
-    for folder in map(Path, method_dirs):
-        for expression in EXPRESSIONS:
-            png = folder / "total" / f"{expression}_heatmap.png"
-            if png.is_file():
-                grid[(folder.name, expression)] = read_png_gray(png)
-    heatmap_grid(grid, path, title="Explanation methods side by side (all networks and folds)")
-
-
-def cli_figures_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--heatmaps", help="folder of by-network heatmaps")
-    parser.add_argument("--gt", default=None, help="folder of {Expression}_gt.png (default: own)")
-    parser.add_argument("--out-dir", help="output folder")
-    parser.add_argument("--metrics", default=None, help="metrics.csv of `ferxai compare`")
-    parser.add_argument("--extended", default=None, help="CSV of `ferxai extended-metrics`")
-    parser.add_argument("--methods", nargs="+", help="heatmap folders of several methods")
-    parser.add_argument("--methods-out", help="PNG comparing the --methods side by side")
-
-
-def cli_figures(args: argparse.Namespace) -> None:
-    from ferxai.errors import ConfigError
-
-    if args.methods:
-        if not args.methods_out:
-            raise ConfigError("figures: --methods needs --methods-out.")
-        methods_figure(args.methods, args.methods_out)
-    if args.heatmaps:
-        if not args.out_dir:
-            raise ConfigError("figures: --heatmaps needs --out-dir.")
-        written = make_figures(args.heatmaps, args.gt, args.out_dir, args.metrics, args.extended)
-        log.info("wrote %d figures into %s", len(written), args.out_dir)
-    if not (args.methods or args.heatmaps):
-        raise ConfigError("figures: give --heatmaps DIR --out-dir DIR and/or --methods DIR...")
+    plt = _pyplot()
+    expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in rows)] or [""]
+    group_names = set(groups)
+    nets = {n for r in rows for n in (r["network_a"], r["network_b"])} - group_names
+    values = [abs(float(r["difference"])) for r in rows if np.isfinite(float(r["difference"]))]
+    scale = max(values, default=0.1) or 0.1
+    fig, axes = plt.subplots(2, 3, figsize=(16, 11), squeeze=False)
+    resolved_total = pairs_total = 0
+    n_boot = max((int(r["n_boot"]) for r in rows), default=0)
+    images = [int(r[k]) for r in rows if r["network_a"] in nets for k in ("n_a", "n_b")]
+    resolved_of = {id(r): str(r["resolved"]) in ("True", "true", "1") for r in rows}
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "fewer than 2 networks with explained images", ha="center")
+    for ax, expr in zip(axes.ravel(), expressions if rows else []):
+        sub = [r for r in rows if r["expression"] == expr]
+        names = network_order({n for r in sub for n in (r["network_a"], r["network_b"])} & nets)
+        index = {name: k for k, name in enumerate(names)}
+        matrix = np.full((len(names), len(names)), np.nan)
+        notes = []
+        for r in sub:
+            a, b, diff = r["network_a"], r["network_b"], float(r["difference"])
+            resolved = resolved_of[id(r)]
+            if a in index and b in index:
+                matrix[index[a], index[b]], matrix[index[b], index[a]] = diff, -diff
+                pairs_total += 1
+                resolved_total += resolved
+                if resolved:
+                    for i, j in ((index[a], index[b]), (index[b], index[a])):
+                        ax.plot(j, i, "o", ms=5, mfc="none", mec="black", mew=1.2)
+            else:
+                low, high = float(r["ci_low"]), float(r["ci_high"])
+                mark = "resolved" if resolved else "not resolved"
+                notes.append(f"{a} − {b}: {diff:+.3f} [{low:+.3f}, {high:+.3f}], {mark}")
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        for tick in (*ax.get_xticklabels(), *ax.get_yticklabels()):
+            tick.set_color(_colour(tick.get_text()))
+        resolved_here = sum(resolved_of[id(r)] for r in sub if r["network_a"] in index)
+        pairs_here = sum(r["network_a"] in index for r in sub)
+        title = f"{expr}: {resolved_here} of {pairs_here} pairs resolved"
+        ax.set_title("\n".join([title, *notes]), fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    for ax in axes.ravel()[len(expressions) if rows else 0 :]:
+        ax.axis("off")
+    size = (
+        (f"{min(images)}" if min(images) == max(images) else f"{min(images)}–{max(images)}")
+        if images
+        else "?"
+    )
+    fig.suptitle(
+        "Otsu-IoU difference, row − column network; ○ = paired-bootstrap 95 % CI excludes 0 "
+        f"(resolved)\n{resolved_total} of {pairs_total} network pairs resolved with B = {n_boot} "
+        f"resamples of {size} explained images per network and expression",
+        fontsize=11,
+    )
+    fig.subplots_adjust(left=0.09, right=0.97, top=0.9, bottom=0.1, wspace=0.45, hspace=0.55)
+    save_figure(fig, path, dpi=100)

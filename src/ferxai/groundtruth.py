@@ -284,16 +284,16 @@ def _resolve_with_context(ref: Any, points89: np.ndarray, named: Mapping, where:
 def canonical_points89() -> np.ndarray:
     """The 89 canonical points (float64, ``[x, y]``) with corners in the figure's numbering.
 
-    Taken from :func:`ferxai.normalize.canonical_points`; its four corner rows are reordered by
+    Taken from :func:`ferxai.template.canonical_points`; its four corner rows are reordered by
     position (86 top-left, 87 bottom-left, 88 top-right, 89 bottom-right) so the spec's numbers
     mean the same corner whatever order the template stores them in.
     """
-    from ferxai.normalize import canonical_points
+    from ferxai.template import canonical_points
 
     points = np.asarray(canonical_points(), dtype=np.float64)
     if points.shape != (N_POINTS, 2):
         raise ConfigError(
-            f"ferxai.normalize.canonical_points() returned shape {points.shape}, expected "
+            f"ferxai.template.canonical_points() returned shape {points.shape}, expected "
             f"({N_POINTS}, 2). Regenerate the template with `ferxai make-template`."
         )
     return order_corners(points)
@@ -367,6 +367,44 @@ def ekman_masks(spec_path: str | os.PathLike | None = None) -> dict[str, np.ndar
             f"{', '.join(EXPRESSIONS)}."
         )
     return draw_masks(spec)
+
+
+def load_masks(
+    gt_dir: str | os.PathLike | None = None, pattern: str = "{Expression}_gt.png"
+) -> dict[str, np.ndarray]:
+    """Boolean masks by expression: ferxai's own Ekman masks, or ``pattern`` files in ``gt_dir``."""
+    if gt_dir is None or str(gt_dir) in ("", "default"):
+        return {k: np.asarray(v, dtype=bool) for k, v in ekman_masks().items()}
+    from ferxai.io import read_png_gray
+
+    folder = Path(gt_dir)
+    masks = {}
+    for expr in EXPRESSIONS:
+        path = folder / pattern.format(Expression=expr)
+        if path.is_file():
+            masks[expr] = read_png_gray(path) > 127
+    if not masks:
+        raise DataError(
+            f"--gt {folder}: no mask named {pattern}. Give a folder of such PNGs "
+            "(white = region) or leave --gt out to use ferxai's Ekman masks."
+        )
+    return masks
+
+
+def mask_for(masks: Mapping[str, np.ndarray], expr: str, shape: tuple, where) -> np.ndarray:
+    """The mask of ``expr``, checked to exist and to match a heatmap of ``shape`` (from ``where``)."""
+    if expr not in masks:
+        raise DataError(
+            f"{where}: no ground-truth mask for {expr}. Add {expr}_gt.png to --gt or remove the "
+            "heatmap."
+        )
+    mask = masks[expr]
+    if mask.shape != shape:
+        raise DataError(
+            f"{where}: heatmap is {shape} but the {expr} mask is {mask.shape}. Both must be on the "
+            "canonical canvas (275 high × 224 wide)."
+        )
+    return mask
 
 
 # --------------------------------------------------------------------------- user references
@@ -490,6 +528,7 @@ def cli_groundtruth_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also draw the masks over the numbered points",
     )
+    parser.set_defaults(provenance_inputs=("spec",), provenance_outputs=("out_dir", "figure"))
 
 
 def cli_groundtruth(args: argparse.Namespace) -> None:

@@ -6,7 +6,8 @@ short reason when they cannot place the face; new ones join :data:`LANDMARK_SOUR
 ``dataset.csv`` points to, without decoding the image.
 
 A face without usable landmarks is *recorded* (reason in the table and in ``failures.csv``) and left
-out downstream; only when failures exceed ``max_failure_fraction`` does the job fail.
+out downstream; only when failures exceed ``max_failure_fraction`` does the job fail. Landmarks that
+are not face-shaped (:mod:`ferxai.landmark_qa`, ``--max-residual``) count as such failures.
 """
 
 from __future__ import annotations
@@ -262,6 +263,10 @@ class LandmarkTable:
     ok: np.ndarray
     reason: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
+    # plausibility (ferxai.landmark_qa): Procrustes residual (N,), NaN without points; the points
+    # of faces rejected as implausible (N, 68, 2), NaN for every other face
+    residual: np.ndarray | None = None
+    rejected: np.ndarray | None = None
 
     @property
     def failures(self) -> int:
@@ -338,15 +343,20 @@ def write_landmarks(path: str | Path, table: LandmarkTable) -> None:
     import h5py
 
     from ferxai import __version__
-    from ferxai.io import atomic_path
+    from ferxai.io import atomic_path, create_dataset
 
-    strings = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("image_id", data=np.array(table.image_id, dtype=object), dtype=strings)
-        h5.create_dataset("landmarks", data=table.landmarks.astype(np.float32))
-        h5.create_dataset("ok", data=table.ok.astype(bool))
-        h5.create_dataset("reason", data=np.array(table.reason, dtype=object), dtype=strings)
-        h5.create_dataset("path", data=np.array(table.paths, dtype=object), dtype=strings)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:  # every dataset checksummed
+        create_dataset(h5, "image_id", np.array(table.image_id, dtype=object))
+        create_dataset(h5, "landmarks", table.landmarks.astype(np.float32))
+        create_dataset(h5, "ok", table.ok.astype(bool))
+        create_dataset(h5, "reason", np.array(table.reason, dtype=object))
+        create_dataset(h5, "path", np.array(table.paths, dtype=object))
+        if table.residual is not None:
+            create_dataset(h5, "residual", np.asarray(table.residual, dtype=np.float32))
+        if table.rejected is not None:  # only the rejected faces' rows are stored
+            index = np.flatnonzero(np.isfinite(table.rejected).all(axis=(1, 2)))
+            create_dataset(h5, "rejected_index", index.astype(np.int64))
+            create_dataset(h5, "rejected", table.rejected[index].astype(np.float32))
         for key, value in table.attrs.items():
             h5.attrs[key] = value  # str / int / float only (see extract_landmarks, the CLI)
         h5.attrs["format"] = FORMAT
@@ -358,34 +368,60 @@ def write_landmarks(path: str | Path, table: LandmarkTable) -> None:
 
 def read_landmarks(path: str | Path) -> LandmarkTable:
     """Read a table written by :func:`write_landmarks`; refuse one not marked complete."""
-    import h5py
+    from ferxai.io import open_h5, read_dataset
 
     fix = "fix: delete it and rerun `ferxai landmarks`."
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable landmark table ({exc}); {fix}") from exc
-    with h5:
+    with open_h5(path, "landmark table") as h5:
         if not h5.attrs.get("complete", False) or "landmarks" not in h5:
             raise DataError(f"{path}: incomplete landmark table (no 'complete' mark); {fix}")
-        landmarks = h5["landmarks"][...].astype(np.float32)
+
+        def read(name):
+            return read_dataset(h5, name, path)
+
+        landmarks = read("landmarks").astype(np.float32)
         if landmarks.shape[1:] != (68, 2):
             raise DataError(
                 f"{path}: landmarks have shape {landmarks.shape}, not (N, 68, 2); {fix}"
             )
         n = len(landmarks)
+        rejected = None
+        if "rejected" in h5:
+            rejected = np.full((n, 68, 2), np.nan, dtype=np.float32)
+            rejected[read("rejected_index")] = read("rejected")
         return LandmarkTable(
-            image_id=_strings(h5["image_id"]),
-            paths=_strings(h5["path"]) if "path" in h5 else [""] * n,
+            image_id=_strings(read("image_id")),
+            paths=_strings(read("path")) if "path" in h5 else [""] * n,
             landmarks=landmarks,
-            ok=h5["ok"][...].astype(bool),
-            reason=_strings(h5["reason"]),
+            ok=read("ok").astype(bool),
+            reason=_strings(read("reason")),
             attrs={k: v.item() if isinstance(v, np.generic) else v for k, v in h5.attrs.items()},
+            residual=read("residual").astype(np.float32) if "residual" in h5 else None,
+            rejected=rejected,
         )
 
 
 def _strings(dataset) -> list[str]:
     return [s.decode() if isinstance(s, bytes) else str(s) for s in dataset[...]]
+
+
+def check_plausibility(table: LandmarkTable, max_residual: float | None) -> int:
+    """Record faces whose landmarks are not face-shaped as failures (:mod:`ferxai.landmark_qa`);
+    their points move to ``table.rejected``. Returns how many were rejected."""
+    from ferxai.landmark_qa import DEFAULT_MAX_RESIDUAL, flag_implausible
+
+    max_residual = DEFAULT_MAX_RESIDUAL if max_residual is None else float(max_residual)
+    before = table.landmarks.copy()
+    table.residual, rejected = flag_implausible(
+        table.landmarks, table.ok, table.reason, max_residual
+    )
+    newly = np.isnan(table.landmarks) & np.isfinite(before)
+    table.rejected = np.where(newly, before, np.float32(np.nan)).astype(np.float32)
+    table.attrs.update(max_residual=max_residual, implausible=rejected)
+    if rejected:
+        log.warning(
+            "landmarks: %d face(s) with implausible landmarks recorded as failures", rejected
+        )
+    return rejected
 
 
 def check_failure_fraction(
@@ -431,9 +467,17 @@ def cli_landmarks_args(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="pixels a landmark may lie outside the image before the face counts as a failure",
     )
+    parser.add_argument(
+        "--max-residual",
+        type=float,
+        default=None,
+        help="faces whose Procrustes residual to the canonical face exceeds this are failures "
+        "(implausible); default 0.4, 0 only measures (ferxai.landmark_qa)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="landmarks.h5 to write")
     parser.add_argument("--failures", required=True, type=Path, help="failures.csv to write")
     parser.add_argument("--threads", type=int, default=None, help="worker processes for dlib")
+    parser.set_defaults(provenance_inputs=("dataset",), provenance_outputs=("out", "failures"))
 
 
 def cli_landmarks(args: argparse.Namespace) -> None:
@@ -456,6 +500,7 @@ def cli_landmarks(args: argparse.Namespace) -> None:
         outside_tolerance=args.outside_tolerance,
     )
     table.attrs.update(dataset=str(args.dataset), max_failure_fraction=args.max_failure_fraction)
+    check_plausibility(table, args.max_residual)
     write_csv(args.failures, table.failure_rows(), FAILURE_COLUMNS)
     log.info(
         "%s: landmarks of %d images from %s, %d failures",

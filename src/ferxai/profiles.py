@@ -140,6 +140,7 @@ def cli_install_profile_args(parser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace an existing, different config.yaml"
     )
+    parser.set_defaults(provenance_inputs=(), provenance_outputs=())
 
 
 def cli_install_profile(args) -> None:

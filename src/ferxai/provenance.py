@@ -292,6 +292,7 @@ def cli_provenance_args(parser) -> None:
         help="also print the provenance of each input that has one, indented",
     )
     parser.add_argument("--json", action="store_true", help="print the raw record as JSON")
+    parser.set_defaults(provenance_inputs=(), provenance_outputs=())
 
 
 def cli_provenance(args) -> None:

@@ -59,6 +59,10 @@ def cli_accuracy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="accuracy table (CSV)")
     parser.add_argument("--positives-out", help="merged positives counts (CSV)")
     parser.add_argument("--figure", help="bar chart of accuracy per network (PNG)")
+    parser.set_defaults(
+        provenance_inputs=("metrics", "counts"),
+        provenance_outputs=("out", "positives_out", "figure"),
+    )
 
 
 def cli_accuracy(args: argparse.Namespace) -> None:

@@ -10,21 +10,16 @@ expressions) and a last ``Average`` row (mean over rows), NaN (empty heatmaps) s
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ferxai.constants import EXPRESSIONS
+from ferxai.constants import EXPRESSIONS, network_order
 from ferxai.errors import DataError
-from ferxai.figures import network_order
 from ferxai.io import read_csv, write_csv, write_text
 from ferxai.metrics import BINARY_METRICS
-
-log = logging.getLogger(__name__)
 
 TABLE_KINDS = ("by_network", "by_fold", "fold_mean")
 
@@ -111,6 +106,16 @@ def to_latex(key_names: list[str], body, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def table_paths(prefix: str) -> list[Path]:
+    """Every file :func:`write_tables` writes for ``prefix``."""
+    return [
+        Path(f"{prefix}_{metric}_{kind}.{suffix}")
+        for metric in BINARY_METRICS
+        for kind in TABLE_KINDS
+        for suffix in ("csv", "md", "tex")
+    ]
+
+
 def write_table(
     prefix: str, metric: str, kind: str, rows: Sequence[Mapping[str, str]]
 ) -> list[Path]:
@@ -146,17 +151,3 @@ def write_tables(metrics_csv: str | os.PathLike, prefix: str) -> list[Path]:
         for kind in TABLE_KINDS
         for p in write_table(prefix, m, kind, rows)
     ]
-
-
-def cli_tables_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics", required=True, help="metrics.csv of `ferxai compare`")
-    parser.add_argument(
-        "--out-prefix",
-        required=True,
-        help="PREFIX → PREFIX_{metric}_{by_network,by_fold,fold_mean}.*",
-    )
-
-
-def cli_tables(args: argparse.Namespace) -> None:
-    written = write_tables(args.metrics, args.out_prefix)
-    log.info("wrote %d tables", len(written))

@@ -9,24 +9,31 @@ is seeded from ``(seed, epoch)`` at the start of that epoch, and checkpoints are
 end, so a job killed after epoch *e* and rerun continues from ``checkpoints/last.ckpt`` and ends
 with bit-identical weights (on CPU) to an uninterrupted run. A checkpoint is reused only when
 ``checkpoints/settings.json`` (settings except ``epochs``, network, fold, training ids) matches.
+
+Time limits (SLURM): on SIGTERM (the profile's warning ``--signal=TERM@...``, the time limit
+itself, preemption, ``scancel``) or SIGUSR1, the running epoch is finished when that takes at most
+``FERXAI_STOP_GRACE_S`` seconds (default 60; its checkpoint is written as usual), else training
+stops after the current batch and the last epoch's checkpoint is the resume point. The job then
+exits with status 143, Snakemake's retry reruns it and it resumes: a training longer than its
+job's time limit finishes over several jobs with the weights of one long job.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,163 +49,31 @@ from ferxai.models.inputs import (
     split_validation,
     to_float,
 )
-from ferxai.models.scratch import INITIALIZERS, ScratchNet
+from ferxai.models.scratch import ScratchNet
+from ferxai.train_settings import (
+    EpochSeededSampler,
+    TrainSettings,
+    augment_batch,
+    parse_settings,
+    stream_seed,
+)
 
 try:
     import lightning.pytorch as pl
     from lightning.fabric.plugins.environments import LightningEnvironment
     from lightning.pytorch.plugins.io import TorchCheckpointIO
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 except ImportError:  # the standalone package, same API
     import pytorch_lightning as pl
     from lightning_fabric.plugins.environments import LightningEnvironment
     from pytorch_lightning.plugins.io import TorchCheckpointIO
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-
-# ------------------------------------------------------------------------------------ settings
-
-
-@dataclass
-class TrainSettings:
-    """``--settings`` JSON of ``ferxai train``; every key is optional."""
-
-    epochs: int | None = None  # None → the paper's epochs for the network
-    batch_size: int = 128
-    val_batch_size: int = 32
-    optimizer: str = "paper"  # "rmsprop" | "adam" | "paper" (the network's optimizer in the paper)
-    lr: float | None = None  # None → the paper's learning rate for the network
-    input_size: int | None = None  # None → native size
-    augment: bool = False
-    seed: int = 0
-    pretrained: bool = False
-    weights: str | None = None
-    scratch_init: str = "keras"  # "keras" (Glorot, as the paper) | "he"; from-scratch nets only
-    center_inputs: bool = False  # subtract the mean training image; from-scratch nets only
-    device: str = "auto"
-    precision: str = "auto"
-    val_fraction: float = 0.1
-    num_workers: int = 0
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "epochs": (int, type(None)),
-    "batch_size": (int,),
-    "val_batch_size": (int,),
-    "optimizer": (str,),
-    "lr": (int, float, type(None)),
-    "input_size": (int, type(None)),
-    "augment": (bool,),
-    "seed": (int,),
-    "pretrained": (bool,),
-    "weights": (str, type(None)),
-    "scratch_init": (str,),
-    "center_inputs": (bool,),
-    "device": (str,),
-    "precision": (str,),
-    "val_fraction": (int, float),
-    "num_workers": (int,),
-}
-
-
-def parse_settings(settings: str | dict | None) -> TrainSettings:
-    """Validate a settings JSON string or dict; unknown keys and wrong types raise ConfigError."""
-    if settings is None or settings == "":
-        raw: dict[str, Any] = {}
-    elif isinstance(settings, str):
-        try:
-            raw = json.loads(settings)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--settings: not valid JSON ({exc}). Pass a JSON object.") from exc
-    else:
-        raw = dict(settings)
-    if not isinstance(raw, dict):
-        raise ConfigError("--settings: expected a JSON object of training settings.")
-    known = {f.name for f in fields(TrainSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"train settings: unknown keys {unknown}; known: {sorted(known)}.")
-    for key, value in raw.items():
-        bad_bool = isinstance(value, bool) and bool not in _TYPES[key]
-        if bad_bool or not isinstance(value, _TYPES[key]):
-            raise ConfigError(f"train settings: {key}={value!r} has the wrong type.")
-    parsed = TrainSettings(**raw)
-    _check_ranges(parsed)
-    return parsed
-
-
-def _check_ranges(s: TrainSettings) -> None:
-    if s.epochs is not None and s.epochs < 1:
-        raise ConfigError(f"train settings: epochs={s.epochs}; use at least 1.")
-    if s.batch_size < 1 or s.val_batch_size < 1:
-        raise ConfigError("train settings: batch_size and val_batch_size must be >= 1.")
-    if s.optimizer not in ("paper", "rmsprop", "adam"):
-        raise ConfigError(f"train settings: optimizer={s.optimizer!r}; use paper, rmsprop or adam.")
-    if s.lr is not None and not s.lr > 0:
-        raise ConfigError(f"train settings: lr={s.lr}; use a positive learning rate or null.")
-    if not 0 <= s.val_fraction < 1:
-        raise ConfigError(f"train settings: val_fraction={s.val_fraction}; use 0 <= value < 1.")
-    if s.scratch_init not in INITIALIZERS:
-        raise ConfigError(f"train settings: scratch_init={s.scratch_init!r}; use one of "
-                          f"{sorted(INITIALIZERS)}.")  # fmt: skip
-    if s.num_workers < 0:
-        raise ConfigError("train settings: num_workers must be >= 0.")
-
-
-# ---------------------------------------------------------------------------------- randomness
-
-
-def stream_seed(seed: int, epoch: int, stream: int) -> int:
-    """Independent 63-bit seed for one random stream (0 order, 1 augmentation, 2 torch) of an epoch."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(2, np.uint64)[0] >> 1)
-
-
-class EpochSeededSampler(torch.utils.data.Sampler):
-    """Random permutation that depends only on ``(seed, epoch)``: identical after a resume."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning at every epoch start
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch, 0))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-# ------------------------------------------------------------------------------- augmentation
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Keras-style random flip, rotation ±3 % of a turn, translation ±5 %, contrast ±10 %.
-
-    Parameters are drawn on the CPU from ``generator`` (same numbers on any device) and applied
-    to the whole batch with one ``grid_sample``; borders are reflected like Keras' default.
-    """
-    n = x.shape[0]
-    draw = torch.rand(n, 5, generator=generator).to(x.device, x.dtype)
-    flip = torch.where(draw[:, 0] < 0.5, -1.0, 1.0).to(x.dtype)
-    angle = (draw[:, 1] * 2 - 1) * 0.03 * 2 * math.pi
-    shift = (draw[:, 2:4] * 2 - 1) * 0.05 * 2  # grid units: the image spans [-1, 1]
-    contrast = 1 + (draw[:, 4] * 2 - 1) * 0.1
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack(
-        [
-            torch.stack([cos * flip, -sin, shift[:, 0]], dim=1),
-            torch.stack([sin * flip, cos, shift[:, 1]], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    return ((x - mean) * contrast.view(n, 1, 1, 1) + mean).clamp(0, 1)
+# Exit status of a training stopped by a signal (128 + SIGTERM): Snakemake's retry resumes it.
+STOPPED_EXIT = 143
 
 
 # ------------------------------------------------------------------------------ lightning parts
@@ -346,6 +221,75 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+class StopOnSignal(pl.Callback):
+    """SIGTERM or SIGUSR1 during training: finish the running epoch if that takes at most
+    ``grace_s`` seconds (estimated from its batches so far), so its checkpoint is written; else stop
+    after the current batch. Lightning itself turns SIGTERM into ``SIGTERMException`` after the
+    batch; this callback defers that to the end of the epoch when there is time, and adds SIGUSR1.
+    A second signal stops after the current batch."""
+
+    def __init__(self, grace_s: float, label: str = ""):
+        self.grace_s, self.label = grace_s, label
+        self.signal_name: str | None = None
+        self.finish_epoch = False
+        self._usr1 = 0
+        self._epoch_started = 0.0
+
+    @contextlib.contextmanager
+    def listening(self):
+        """SIGUSR1 handled while the block (``trainer.fit``) runs; SIGTERM is Lightning's."""
+        previous = signal.signal(signal.SIGUSR1, self._on_usr1)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+    def _on_usr1(self, signum, frame):
+        self._usr1 += 1
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self.finish_epoch:  # the epoch the signal arrived in is done and checkpointed
+            raise SIGTERMException()
+        self._epoch_started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        connector = trainer._signal_connector
+        if not (self._usr1 or connector.received_sigterm):
+            return
+        epoch = trainer.current_epoch + 1
+        if self.signal_name is not None:  # another signal while finishing the epoch: stop now
+            if self.finish_epoch:
+                log.warning("%s: another signal; stopping now, in epoch %d.", self.label, epoch)
+            self.finish_epoch = False
+            connector.received_sigterm = True
+            return
+        self.signal_name = "SIGTERM" if connector.received_sigterm else "SIGUSR1"
+        self._usr1 = 0
+        left = trainer.num_training_batches - batch_idx - 1
+        per_batch = (time.perf_counter() - self._epoch_started) / (batch_idx + 1)
+        estimate = 1.2 * left * per_batch  # + validation, roughly
+        if estimate <= self.grace_s:
+            self.finish_epoch = True
+            connector.received_sigterm = False
+            log.warning("%s: %s received; finishing epoch %d (about %.0f s more) and its "
+                        "checkpoint, then stopping.", self.label, self.signal_name, epoch,
+                        estimate)  # fmt: skip
+        else:
+            connector.received_sigterm = True
+            log.warning("%s: %s received; epoch %d needs about %.0f s more (> %.0f s): stopping "
+                        "now, the last epoch's checkpoint is the resume point.", self.label,
+                        self.signal_name, epoch, estimate, self.grace_s)  # fmt: skip
+
+
+def stop_grace_seconds() -> float:
+    """``FERXAI_STOP_GRACE_S``: how long a signalled training may still run to finish its epoch."""
+    raw = os.environ.get("FERXAI_STOP_GRACE_S", "60")
+    try:
+        return max(0.0, float(raw))
+    except ValueError as exc:
+        raise ConfigError(f"FERXAI_STOP_GRACE_S={raw!r}: give a number of seconds.") from exc
+
+
 # ------------------------------------------------------------------------------------- driver
 
 
@@ -411,8 +355,28 @@ def _resumable_checkpoint(ckpt_dir: Path, identity: dict, epochs: int) -> Path |
         log.warning("ignoring stale checkpoint %s: %s; training from scratch.", last, reason)
         shutil.rmtree(ckpt_dir)
         return None
-    log.info("resuming from %s (%d of %d epochs done).", last, done, epochs)
+    resumes = _read_resumes(ckpt_dir) + [{"epochs_done": done}]
+    write_json(ckpt_dir / "resumes.json", resumes)
+    log.info("resuming from %s (%d of %d epochs done); resume %d of this training.", last, done,
+             epochs, len(resumes))  # fmt: skip
     return last
+
+
+def _checkpoint_epochs(path: Path) -> int | None:
+    """Epochs a Lightning checkpoint holds (None when it cannot be read)."""
+    try:  # mmap: only the epoch counter is read, not gigabytes of weights
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"] + 1
+    except Exception:
+        return None
+
+
+def _read_resumes(ckpt_dir: Path) -> list[dict[str, Any]]:
+    """Where earlier jobs of this training stopped (``checkpoints/resumes.json``)."""
+    try:
+        resumes = read_json(ckpt_dir / "resumes.json")
+    except (OSError, ValueError):
+        return []
+    return resumes if isinstance(resumes, list) else []
 
 
 def train(
@@ -434,37 +398,73 @@ def train(
     device = select_device(settings.device)
     plan = resolve_plan(network, fold, settings, device)
 
-    split = read_fold_split(dataset_csv, folds_csv, fold)
-    train_rows, val_rows = split_validation(split.train, settings.val_fraction, settings.seed)
-    identity = _run_identity(plan, settings, ids_digest(split.train))
-    ckpt_dir = out_dir / "checkpoints"
-    if os.environ.get("LOCAL_RANK", "0") == "0":
-        resume_from = _resumable_checkpoint(ckpt_dir, identity, plan.epochs)
-        write_json(ckpt_dir / "settings.json", identity)
-    else:  # a DDP rank Lightning re-launched: rank 0 has already vetted the folder
-        last = ckpt_dir / "last.ckpt"
-        resume_from = last if last.exists() else None
+    # a signal before fit (while the images load) exits at once: nothing to keep yet
+    with _exit_on_signals(f"{network} fold {fold}"):
+        split = read_fold_split(dataset_csv, folds_csv, fold)
+        train_rows, val_rows = split_validation(split.train, settings.val_fraction, settings.seed)
+        identity = _run_identity(plan, settings, ids_digest(split.train))
+        ckpt_dir = out_dir / "checkpoints"
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            resume_from = _resumable_checkpoint(ckpt_dir, identity, plan.epochs)
+            write_json(ckpt_dir / "settings.json", identity)
+        else:  # a DDP rank Lightning re-launched: rank 0 has already vetted the folder
+            last = ckpt_dir / "last.ckpt"
+            resume_from = last if last.exists() else None
 
-    log.info("%s fold %d: %d training, %d validation images at %d px, %d epochs, %s lr %g, %s "
-             "on %s%s", network, fold, len(train_rows), len(val_rows), plan.input_size,
-             plan.epochs, plan.optimizer, plan.lr, plan.precision, plan.device,
-             ", ImageNet weights" if settings.pretrained else ", from scratch")  # fmt: skip
-    datamodule = FerDataModule(
-        torch.from_numpy(preload_uint8(train_rows, plan.input_size)),
-        torch.from_numpy(labels_of(train_rows)),
-        torch.from_numpy(preload_uint8(val_rows, plan.input_size)),
-        torch.from_numpy(labels_of(val_rows)),
-        settings,
-    )
-    module = _build_module(plan, settings)
-    if settings.center_inputs and isinstance(module.model, ScratchNet):
-        module.model.center_inputs(datamodule.train_set.tensors[0])  # uint8, summed in chunks
-    trainer, checkpoint = _build_trainer(plan, out_dir, has_val=bool(val_rows),
-                                         steps=math.ceil(len(train_rows) / settings.batch_size))  # fmt: skip
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        log.info("%s fold %d: %d training, %d validation images at %d px, %d epochs, %s lr %g, %s "
+                 "on %s%s", network, fold, len(train_rows), len(val_rows), plan.input_size,
+                 plan.epochs, plan.optimizer, plan.lr, plan.precision, plan.device,
+                 ", ImageNet weights" if settings.pretrained else ", from scratch")  # fmt: skip
+        datamodule = FerDataModule(
+            torch.from_numpy(preload_uint8(train_rows, plan.input_size)),
+            torch.from_numpy(labels_of(train_rows)),
+            torch.from_numpy(preload_uint8(val_rows, plan.input_size)),
+            torch.from_numpy(labels_of(val_rows)),
+            settings,
+        )
+        module = _build_module(plan, settings)
+        if settings.center_inputs and isinstance(module.model, ScratchNet):
+            module.model.center_inputs(datamodule.train_set.tensors[0])  # uint8, summed in chunks
+        trainer, checkpoint = _build_trainer(plan, out_dir, has_val=bool(val_rows),
+                                             steps=math.ceil(len(train_rows) / settings.batch_size))  # fmt: skip
+    stopper = next(c for c in trainer.callbacks if isinstance(c, StopOnSignal))
+    try:
+        with stopper.listening():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    except SIGTERMException:
+        last = ckpt_dir / "last.ckpt"
+        done = _checkpoint_epochs(last) if last.exists() else 0
+        log.warning("%s fold %d: stopped by a signal (time limit, preemption or cancel) with %d "
+                    "of %d epochs checkpointed in %s; rerun the job (Snakemake's retry does) to "
+                    "resume from there.", network, fold, done or 0, plan.epochs, last)  # fmt: skip
+        raise SystemExit(STOPPED_EXIT) from None
     if not trainer.is_global_zero:
         return out_dir / "model.pt"
+    resumes = _read_resumes(ckpt_dir)
+    if resumes:
+        log.info("%s fold %d: trained in %d jobs, resumed %d time(s), after %s epochs.", network,
+                 fold, len(resumes) + 1, len(resumes),
+                 ", ".join(str(r["epochs_done"]) for r in resumes))  # fmt: skip
     return _export(module, checkpoint, out_dir)
+
+
+@contextlib.contextmanager
+def _exit_on_signals(label: str):
+    """SIGTERM/SIGUSR1 before training starts: exit 143 with a message (no checkpoint is newer than
+    the one resumed from). During ``trainer.fit`` :class:`StopOnSignal` and Lightning handle them."""
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        log.warning("%s: %s before training started; stopping (rerun the job to train).", label,
+                    name)  # fmt: skip
+        raise SystemExit(STOPPED_EXIT)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _quiet_lightning() -> None:
@@ -506,7 +506,10 @@ def _build_trainer(plan: TrainPlan, out_dir: Path, has_val: bool, steps: int):
         strategy="ddp" if gpus > 1 else "auto",
         precision="bf16-mixed" if plan.precision == "bf16" else "32-true",
         max_epochs=plan.epochs,
-        callbacks=[checkpoint],
+        callbacks=[
+            checkpoint,
+            StopOnSignal(stop_grace_seconds(), f"{plan.network} fold {plan.fold}"),
+        ],
         # one node, processes launched by Lightning itself: not SLURM's srun (one task per job)
         plugins=[AtomicCheckpointIO(), LightningEnvironment()],
         logger=pl.loggers.CSVLogger(save_dir=out_dir, name="logs"),
@@ -549,6 +552,7 @@ def cli_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", default="{}", help="training settings as a JSON object")
     parser.add_argument("--out-dir", required=True, help="writes model.pt, history.csv there")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
+    parser.set_defaults(provenance_inputs=("dataset", "folds"), provenance_outputs=("out_dir",))
 
 
 def cli_train(args: argparse.Namespace) -> None:

@@ -11,14 +11,14 @@ rule aggregate_by_network:
             "normalized", wildcards.method, wildcards.model
         ),
     output:
-        model_heatmap_outputs(f"{R}/heatmaps/{{method}}"),
+        network_heatmap_outputs(f"{R}/heatmaps/{{method}}", FOLDS),
     log:
         f"{R}/logs/aggregate/{{method}}_{{model}}.log",
     conda:
         "../envs/ferxai.yaml"
     params:
-        plan=aggregation_plan("normalized", f"{R}/heatmaps/{{method}}", FOLDS),
-        code=code_version("ferxai.aggregate"),
+        plan=network_aggregation_plan("normalized", f"{R}/heatmaps/{{method}}", FOLDS),
+        code=code_version("aggregate"),
     shell:
         "ferxai aggregate --plan '{params.plan}' > {log} 2>&1"
 
@@ -27,32 +27,14 @@ rule aggregate_by_expression:
     input:
         stacks=lambda wildcards: get_stacks("normalized", wildcards.method),
     output:
-        [
-            f
-            for e in EXPRESSIONS
-            for f in heatmap_files(f"{R}/heatmaps/{{method}}/total/{e}_heatmap")
-        ],
+        expression_heatmap_outputs(f"{R}/heatmaps/{{method}}/total"),
     log:
         f"{R}/logs/aggregate/{{method}}_total.log",
     conda:
         "../envs/ferxai.yaml"
     params:
-        plan=lambda wildcards: settings_json(
-            [
-                {
-                    "stacks": get_stacks("normalized", wildcards.method, expression=e),
-                    "stem": f"{R}/heatmaps/{wildcards.method}/total/{e}_heatmap",
-                    "attrs": {
-                        "network": "all",
-                        "fold": "all",
-                        "expression": e,
-                        "method": wildcards.method,
-                    },
-                }
-                for e in EXPRESSIONS
-            ]
-        ),
-        code=code_version("ferxai.aggregate"),
+        plan=expression_aggregation_plan,
+        code=code_version("aggregate"),
     shell:
         "ferxai aggregate --plan '{params.plan}' > {log} 2>&1"
 
@@ -66,37 +48,29 @@ rule aggregate_randomized:
             "sanity/normalized", wildcards.method, wildcards.model, SANITY_FOLDS
         ),
     output:
-        trained=[
-            f
-            for e in EXPRESSIONS
-            for f in heatmap_files(
-                f"{R}/sanity/heatmaps/{{method}}/trained/{{model}}_{e}_heatmap"
-            )
-        ],
-        randomized=[
-            f
-            for e in EXPRESSIONS
-            for f in heatmap_files(
-                f"{R}/sanity/heatmaps/{{method}}/randomized/{{model}}_{e}_heatmap"
-            )
-        ],
+        trained=network_heatmap_outputs(
+            f"{R}/sanity/heatmaps/{{method}}/trained", SANITY_FOLDS, by_fold=False
+        ),
+        randomized=network_heatmap_outputs(
+            f"{R}/sanity/heatmaps/{{method}}/randomized", SANITY_FOLDS, by_fold=False
+        ),
     log:
         f"{R}/logs/aggregate_randomized/{{method}}_{{model}}.log",
     conda:
         "../envs/ferxai.yaml"
     params:
-        trained=aggregation_plan(
+        trained=network_aggregation_plan(
             "normalized",
             f"{R}/sanity/heatmaps/{{method}}/trained",
             SANITY_FOLDS,
             by_fold=False,
         ),
-        randomized=aggregation_plan(
+        randomized=network_aggregation_plan(
             "sanity/normalized",
             f"{R}/sanity/heatmaps/{{method}}/randomized",
             SANITY_FOLDS,
             by_fold=False,
         ),
-        code=code_version("ferxai.aggregate"),
+        code=code_version("aggregate"),
     shell:
         "ferxai aggregate --plan '{params.trained}' --plan '{params.randomized}' > {log} 2>&1"

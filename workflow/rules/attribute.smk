@@ -5,7 +5,7 @@
 
 rule attribute:
     input:
-        weights=rules.train.output.weights,
+        weights=get_weights,
         positives=get_positives,
         dataset=rules.prepare_dataset.output.dataset,
     output:
@@ -24,10 +24,13 @@ rule attribute:
         seed=config["seed"],
         device=config["device"],
         weights_flag=lambda wildcards, input: f"--weights {input.weights}",
-        code=code_version("ferxai.attribution", "ferxai.models"),
+        model_flags=model_flags,
+        code=code_version("attribute"),
+    # exec: a SIGTERM reaches ferxai itself; the images explained so far stay in
+    # .{stack}.resume.h5 and the retry continues after them (docs/hpc.md).
     shell:
-        "FERXAI_THREADS={threads} ferxai attribute --model {wildcards.model} "
-        "{params.weights_flag} --input-size {params.input_size} --dataset {input.dataset} "
+        "FERXAI_THREADS={threads} exec ferxai attribute --model {wildcards.model} "
+        "{params.model_flags} {params.weights_flag} --input-size {params.input_size} --dataset {input.dataset} "
         "--positives {input.positives} --expression {params.expressions} "
         "--fold {wildcards.fold} --method {wildcards.method} --settings '{params.settings}' "
         "--seed {params.seed} --device {params.device} --out {output.stacks} > {log} 2>&1"
@@ -52,4 +55,5 @@ use rule attribute as attribute_randomized with:
         seed=config["seed"],
         device=config["device"],
         weights_flag="--weights none --randomize",
-        code=code_version("ferxai.attribution", "ferxai.models"),
+        model_flags=model_flags,
+        code=code_version("attribute"),

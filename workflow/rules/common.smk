@@ -1,6 +1,5 @@
-import hashlib
-import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -9,9 +8,23 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 from ferxai.attribution.settings import job_settings
-from ferxai.config import network_settings, settings_json, validate_config
+from ferxai.code_version import code_version as module_code_version
+from ferxai.code_version import command_code_version
+from ferxai.config import (
+    fetched_weights,
+    network_settings,
+    settings_json,
+    trained_networks,
+    validate_config,
+    weights_cache,
+)
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError
+from ferxai.group_test import default_groups
+from ferxai.heatmaps import heatmap_paths, heatmap_stem
+from ferxai.models.registry import resolve_input_size
+from ferxai.pooling import expression_plan, network_plan, network_stems
+from ferxai.tables import table_paths
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -24,6 +37,17 @@ NETWORKS = config["networks"]["names"]
 FOLDS = list(range(1, config["data"]["folds"] + 1))
 METHODS = config["attribution"]["methods"]
 SANITY_FOLDS = config["sanity"]["folds"] if config["sanity"]["enabled"] else []
+# Models trained elsewhere (networks.overrides.NAME.trained_weights): no train job; every fold
+# evaluates and explains the same weights on its own test images.
+TRAINED_ELSEWHERE = trained_networks(config)
+# Pre-trained weights the local rule fetch_weights downloads once into the weight cache.
+WEIGHTS_CACHE = weights_cache(config)
+FETCHED = {
+    m: fetched_weights(config, m) for m in NETWORKS if fetched_weights(config, m)
+}
+# fetch_weights' {arch}: the timm names of those files ("(?!)" matches nothing).
+FETCH_ARCHS = "|".join(re.escape(Path(p).stem) for p in sorted(set(FETCHED.values())))
+FETCH_ARCHS = FETCH_ARCHS or "(?!)"
 
 # Jobs find `ferxai` beside the Python running Snakemake: no need to activate the venv (SLURM too).
 os.environ["PATH"] = (
@@ -32,21 +56,13 @@ os.environ["PATH"] = (
 
 
 # ------------------------------------------------------------------ code versions
-def code_version(*modules):
-    """Hash of the source of the modules behind a stage, so that editing a stage reruns it alone."""
-    digest = hashlib.sha256()
-    for module in modules:
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            raise WorkflowError(
-                f"cannot find module {module}; is ferxai installed (pip install -e .)?"
-            )
-        paths = [Path(spec.origin)]
-        if spec.submodule_search_locations:
-            paths = sorted(Path(spec.origin).parent.glob("*.py"))
-        for path in paths:
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(command):
+    """Hash of every ferxai module that `ferxai COMMAND` imports, transitively: editing a module
+    reruns exactly the rules whose commands use it (ferxai.code_version)."""
+    try:
+        return command_code_version(command)
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 # ------------------------------------------------------------------ settings per job
@@ -55,41 +71,120 @@ def training_settings(wildcards):
 
 
 def input_size(model):
-    return network_settings(config, model)["input_size"] or 0
+    """The network's input side in pixels (null in the config → its native size)."""
+    settings = network_settings(config, model)
+    try:
+        return resolve_input_size(settings.get("arch") or model, settings["input_size"])
+    except ConfigError as exc:
+        raise WorkflowError(f"networks.overrides.{model}: {exc}") from None
+
+
+def get_weights(wildcards):
+    """The weights a job evaluates or explains: model.pt of the train job, or the file of a
+    model trained elsewhere (its absolute path, so Snakemake tracks it)."""
+    if wildcards.model in TRAINED_ELSEWHERE:
+        return TRAINED_ELSEWHERE[wildcards.model]
+    return f"{R}/models/{wildcards.model}/fold{wildcards.fold}/model.pt"
+
+
+def model_flags(wildcards):
+    """--arch/--class-order of a model trained elsewhere; nothing for the others."""
+    import shlex
+
+    if wildcards.model not in TRAINED_ELSEWHERE:
+        return ""
+    settings = network_settings(config, wildcards.model)
+    flags = f"--arch {shlex.quote(settings.get('arch') or wildcards.model)}"
+    if settings.get("class_order"):
+        flags += " --class-order " + " ".join(map(shlex.quote, settings["class_order"]))
+    return flags
+
+
+def get_fetched_weights(wildcards):
+    """The weight-cache file a pre-trained network starts from (fetch_weights fills it)."""
+    return FETCHED.get(wildcards.model, [])
 
 
 def method_settings(method):
     return settings_json(
-        job_settings(method, config["attribution"][method], config["precision"])
+        job_settings(
+            method,
+            config["attribution"][method],
+            config["precision"],
+            config["cpu_forward"],
+        )
     )
 
 
 # ------------------------------------------------------------------ input functions
 def get_manifest(wildcards=None):
+    from ferxai.data.importers import FORMATS
+
     data = config["data"]
     if data["source"] == "synthetic":
         return f"{R}/data/synth/manifest.csv"
     if data["source"] == "manifest":
         return data["manifest"]
+    if data["source"] in FORMATS:
+        return f"{R}/data/import/manifest.csv"  # rule import_dataset
     return []
 
 
 def get_prepare_source_flags(wildcards, input):
+    from ferxai.data.import_dataset import prepare_root
+    from ferxai.data.importers import FORMATS
+
     data = config["data"]
     if data["source"] == "folder":
         flags = f"--folder {data['folder']}"
     else:
         flags = f"--manifest {input.manifest}"
-    if data["root"]:
-        flags += f" --root {data['root']}"
+    root = data["root"]
+    if not root and data["source"] in FORMATS:
+        # imported images stay in data.path: the root must hold them (and the landmark files)
+        root = prepare_root(
+            data["source"], data["path"], os.path.dirname(input.manifest)
+        )
+    if root:
+        flags += f" --root {root}"
     return flags
 
 
 def get_landmark_source():
     source = config["landmarks"]["source"]
     if source == "auto":
-        return "given" if config["data"]["source"] == "synthetic" else "dlib"
+        given = config["data"]["source"] == "synthetic" or CROP == "landmarks"
+        return "given" if given else "dlib"
     return source
+
+
+# Cropping to the face happens in prepare_dataset (its dataset.csv lists the crops), so every later
+# stage sees the same crops; without it the rule and its command are as before.
+CROP = config["data"]["crop"]
+
+
+def get_crop_outputs():
+    return {} if CROP == "none" else {"crops": directory(f"{R}/data/crops")}
+
+
+def get_crop_flags(wildcards, output):
+    if CROP == "none":
+        return ""
+    margin = config["data"]["crop_margin"]
+    return f"--crop {CROP} --crop-margin {margin} --crop-dir {output.crops}"
+
+
+# The registry's from-scratch / pre-trained split of the networks (None without both groups):
+# compare tests it (group_test.csv), extended_metrics compares the groups' mean IoU. Known when the
+# workflow is parsed, so the rules declare exactly the files their commands write.
+GROUPS = default_groups(NETWORKS)
+
+
+def groups_flag(absent=""):
+    """--groups NAME=net,... of GROUPS for the command line, ``absent`` without groups."""
+    if not GROUPS:
+        return absent
+    return "--groups " + " ".join(f"{g}={','.join(nets)}" for g, nets in GROUPS.items())
 
 
 def stacks_json(stage, method, folds):
@@ -121,7 +216,7 @@ def heatmap_dir(method):
 
 def by_network_heatmaps(method, suffix=".png"):
     return [
-        f"{heatmap_dir(method)}/{m}_{e}_heatmap{suffix}"
+        heatmap_stem(heatmap_dir(method), e, m) + suffix
         for m in NETWORKS
         for e in EXPRESSIONS
     ]
@@ -129,7 +224,7 @@ def by_network_heatmaps(method, suffix=".png"):
 
 def by_fold_heatmaps(method, suffix=".png"):
     return [
-        f"{heatmap_dir(method)}/{m}_CV{k}_{e}_heatmap{suffix}"
+        heatmap_stem(heatmap_dir(method), e, m, k) + suffix
         for m in NETWORKS
         for k in FOLDS
         for e in EXPRESSIONS
@@ -137,15 +232,15 @@ def by_fold_heatmaps(method, suffix=".png"):
 
 
 def total_heatmaps(method, suffix=".png"):
-    return [f"{heatmap_dir(method)}/total/{e}_heatmap{suffix}" for e in EXPRESSIONS]
-
-
-def randomized_heatmaps(method, suffix=".png"):
     return [
-        f"{R}/sanity/heatmaps/{method}/{m}_{e}_heatmap{suffix}"
-        for m in NETWORKS
-        for e in EXPRESSIONS
+        heatmap_stem(f"{heatmap_dir(method)}/total", e) + suffix for e in EXPRESSIONS
     ]
+
+
+def sanity_heatmaps(method, kind):
+    """The by-network heatmaps of the sanity check; kind: trained | randomized."""
+    folder = f"{R}/sanity/heatmaps/{method}/{kind}"
+    return [heatmap_stem(folder, e, m) + ".png" for m in NETWORKS for e in EXPRESSIONS]
 
 
 def get_reference_dir():
@@ -161,6 +256,7 @@ def get_final_outputs():
         f"{R}/eval/accuracy.csv",
         f"{R}/run_config.yaml",
         f"{R}/figures/groundtruth.png",
+        f"{R}/figures/landmarks_qa.png",
     ]
     for method in METHODS:
         outputs += by_network_heatmaps(method) + by_network_heatmaps(method, ".h5")
@@ -216,49 +312,53 @@ REFERENCE_SUFFIX = "cue" if config["data"]["source"] == "synthetic" else "gt"
 
 
 # ------------------------------------------------------------------ aggregation plans
-def heatmap_files(stem):
-    return [f"{stem}.png", f"{stem}.h5", f"{stem}_jet.png"]
+# Which stacks pool into which heatmap: built by ferxai.pooling, which also names the files.
+def network_heatmap_outputs(folder, folds, by_fold=True):
+    """Every file of one network's heatmaps ({model} left as a wildcard)."""
+    return [
+        path
+        for stem, _, _ in network_stems(folder, "{model}", folds, by_fold)
+        for path in heatmap_paths(stem)
+    ]
 
 
-def model_heatmap_outputs(root):
-    out = []
-    for e in EXPRESSIONS:
-        out += heatmap_files(f"{root}/{{model}}_{e}_heatmap")
-        for k in FOLDS:
-            out += heatmap_files(f"{root}/{{model}}_CV{k}_{e}_heatmap")
-    return out
-
-
-def aggregation_plan(stage_root, out_root, folds, by_fold=True):
-    """Plan of one model's aggregations: which stacks pool into which heatmap (JSON for the CLI)."""
+def network_aggregation_plan(stage, folder, folds, by_fold=True):
+    """Input function: the --plan of one network's heatmaps, as JSON."""
 
     def plan(wildcards):
-        jobs = []
-        for e in EXPRESSIONS:
-            attrs = {
-                "network": wildcards.model,
-                "expression": e,
-                "method": wildcards.method,
-            }
-            stacks = get_stacks(stage_root, wildcards.method, wildcards.model, folds, e)
-            stem = f"{out_root.format(method=wildcards.method)}/{wildcards.model}_{e}_heatmap"
-            jobs.append(
-                {"stacks": stacks, "stem": stem, "attrs": {**attrs, "fold": "all"}}
+        def stacks_for(plan_folds, expression):
+            return get_stacks(
+                stage, wildcards.method, wildcards.model, plan_folds, expression
             )
-            for k in folds if by_fold else []:
-                stem = f"{out_root.format(method=wildcards.method)}/{wildcards.model}_CV{k}_{e}_heatmap"
-                jobs.append(
-                    {
-                        "stacks": get_stacks(
-                            stage_root, wildcards.method, wildcards.model, [k], e
-                        ),
-                        "stem": stem,
-                        "attrs": {**attrs, "fold": k},
-                    }
-                )
-        return settings_json(jobs)
+
+        return settings_json(
+            network_plan(
+                folder.format(method=wildcards.method),
+                wildcards.model,
+                wildcards.method,
+                folds,
+                stacks_for,
+                by_fold,
+            )
+        )
 
     return plan
+
+
+def expression_heatmap_outputs(folder):
+    return [
+        path for e in EXPRESSIONS for path in heatmap_paths(heatmap_stem(folder, e))
+    ]
+
+
+def expression_aggregation_plan(wildcards):
+    """The --plan of the by-expression heatmaps (every network and fold), as JSON."""
+
+    def stacks_for(expression):
+        return get_stacks("normalized", wildcards.method, expression=expression)
+
+    folder = f"{heatmap_dir(wildcards.method)}/total"
+    return settings_json(expression_plan(folder, wildcards.method, stacks_for))
 
 
 def comparison_heatmaps(wildcards):

@@ -17,7 +17,7 @@ rule groundtruth:
             if config["groundtruth"]["spec"]
             else ""
         ),
-        code=code_version("ferxai.groundtruth"),
+        code=code_version("groundtruth"),
     shell:
         "ferxai groundtruth --out-dir $(dirname {output.masks[0]}) {params.spec} "
         "--figure {output.figure} > {log} 2>&1"
@@ -35,9 +35,20 @@ rule compare:
             subcategory="{method}",
             labels={"method": "{method}", "table": "IoU, F1, precision, recall"},
         ),
-        linkage=expand(
-            f"{R}/comparison/{{{{method}}}}/linkage/{{expression}}.csv",
-            expression=EXPRESSIONS,
+        thresholds=f"{R}/comparison/{{method}}/thresholds.csv",
+        # the permutation test of the from-scratch / pre-trained split, when both are run
+        group_test=(
+            [
+                report(
+                    f"{R}/comparison/{{method}}/group_test.csv",
+                    caption="../report/group_test.rst",
+                    category="6. Clustering",
+                    subcategory="{method}",
+                    labels={"method": "{method}", "table": "group test (permutation)"},
+                )
+            ]
+            if GROUPS
+            else []
         ),
     log:
         f"{R}/logs/compare/{{method}}.log",
@@ -46,12 +57,13 @@ rule compare:
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         threshold=config["comparison"]["threshold"],
-        code=code_version(
-            "ferxai.compare", "ferxai.metrics", "ferxai.thresholds", "ferxai.cluster"
-        ),
+        groups=groups_flag(absent="--no-group-test"),
+        seed=config["seed"],
+        code=code_version("compare"),
     shell:
         "ferxai compare --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
-        "--threshold {params.threshold} --out $(dirname {output.metrics}) > {log} 2>&1"
+        "--threshold {params.threshold} {params.groups} --seed {params.seed} "
+        "--out $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule tables:
@@ -65,16 +77,22 @@ rule tables:
             subcategory="{method}",
             labels={"method": "{method}", "table": "IoU by network (paper layout)"},
         ),
+        other=[
+            str(path)
+            for path in table_paths(f"{R}/comparison/{{method}}/tables/metrics")
+            if path.name != "metrics_iou_by_network.md"
+        ],
     log:
         f"{R}/logs/tables/{{method}}.log",
     conda:
         "../envs/ferxai.yaml"
     params:
-        code=code_version("ferxai.tables"),
+        prefix=lambda wildcards, output: os.path.join(
+            os.path.dirname(output.by_network), "metrics"
+        ),
+        code=code_version("tables"),
     shell:
-        "ferxai tables --metrics {input.metrics} "
-        "--out-prefix $(dirname {output.by_network})/metrics "
-        "> {log} 2>&1"
+        "ferxai tables --metrics {input.metrics} --out-prefix {params.prefix} > {log} 2>&1"
 
 
 rule extended_metrics:
@@ -90,6 +108,20 @@ rule extended_metrics:
             subcategory="{method}",
             labels={"method": "{method}", "table": "AUC, mass, NSS, CC, IoU 95 % CI"},
         ),
+        differences=report(
+            f"{R}/comparison/{{method}}/iou_differences.csv",
+            caption="../report/iou_differences.rst",
+            category="5. Comparison",
+            subcategory="{method}",
+            labels={"method": "{method}", "table": "IoU differences, paired 95 % CI"},
+        ),
+        differences_figure=report(
+            f"{R}/comparison/{{method}}/iou_differences.png",
+            caption="../report/iou_differences.rst",
+            category="5. Comparison",
+            subcategory="{method}",
+            labels={"method": "{method}", "figure": "IoU differences, paired 95 % CI"},
+        ),
     log:
         f"{R}/logs/extended_metrics/{{method}}.log",
     conda:
@@ -100,16 +132,19 @@ rule extended_metrics:
         bootstrap=config["comparison"]["bootstrap"],
         threshold=config["comparison"]["threshold"],
         seed=config["seed"],
-        code=code_version("ferxai.compare", "ferxai.metrics"),
+        groups=groups_flag(),
+        code=code_version("extended-metrics"),
     shell:
         "ferxai extended-metrics --heatmaps {params.heatmaps} --stacks-json '{params.stacks}' "
         "--gt $(dirname {input.masks[0]}) --bootstrap {params.bootstrap} --seed {params.seed} "
-        "--out {output.metrics} > {log} 2>&1"
+        "--out {output.metrics} --differences {output.differences} "
+        "--differences-figure {output.differences_figure} {params.groups} > {log} 2>&1"
 
 
 rule cluster:
     input:
         heatmaps=clustering_heatmaps,
+        stacks=lambda wildcards: get_stacks("normalized", wildcards.method),
     output:
         clustering=report(
             directory(f"{R}/clustering/{{method}}"),
@@ -126,24 +161,20 @@ rule cluster:
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
         threshold=config["comparison"]["threshold"],
-        code=code_version("ferxai.cluster"),
+        stacks=lambda wildcards: stacks_json("normalized", wildcards.method, FOLDS),
+        bootstrap=config["comparison"]["bootstrap"],
+        seed=config["seed"],
+        code=code_version("cluster"),
     shell:
         "ferxai cluster --heatmaps {params.heatmaps} --threshold {params.threshold} "
+        "--stacks-json '{params.stacks}' --bootstrap {params.bootstrap} --seed {params.seed} "
         "--out {output.clustering} > {log} 2>&1"
 
 
 rule sanity:
     input:
-        trained=lambda wildcards: [
-            f"{R}/sanity/heatmaps/{wildcards.method}/trained/{m}_{e}_heatmap.png"
-            for m in NETWORKS
-            for e in EXPRESSIONS
-        ],
-        randomized=lambda wildcards: [
-            f"{R}/sanity/heatmaps/{wildcards.method}/randomized/{m}_{e}_heatmap.png"
-            for m in NETWORKS
-            for e in EXPRESSIONS
-        ],
+        trained=lambda wildcards: sanity_heatmaps(wildcards.method, "trained"),
+        randomized=lambda wildcards: sanity_heatmaps(wildcards.method, "randomized"),
         reference=lambda wildcards: expand(
             f"{get_reference_dir()}/{{expression}}_{REFERENCE_SUFFIX}.png",
             expression=EXPRESSIONS,
@@ -202,7 +233,7 @@ rule sanity:
         randomized_stacks=lambda wildcards: stacks_json(
             "sanity/normalized", wildcards.method, SANITY_FOLDS
         ),
-        code=code_version("ferxai.compare"),
+        code=code_version("sanity"),
     shell:
         "ferxai sanity --trained {params.trained} --randomized {params.randomized} "
         "--reference $(dirname {input.reference[0]}) --pattern '{params.pattern}' "

@@ -4,6 +4,8 @@ rule synth:
         cues=expand(
             f"{R}/data/synth/cues/{{expression}}_cue.png", expression=EXPRESSIONS
         ),
+        images=directory(f"{R}/data/synth/images"),
+        landmarks=directory(f"{R}/data/synth/landmarks"),
     log:
         f"{R}/logs/synth.log",
     conda:
@@ -12,7 +14,7 @@ rule synth:
         synthetic=config["data"]["synthetic"],
         neutral="--neutral" if config["data"]["synthetic"]["neutral"] else "",
         seed=config["seed"],
-        code=code_version("ferxai.data.synth"),
+        code=code_version("synth"),
     shell:
         "ferxai synth --out-dir $(dirname {output.manifest}) "
         "--subjects {params.synthetic[subjects]} --size {params.synthetic[size]} "
@@ -21,10 +23,36 @@ rule synth:
         "--seed {params.seed} {params.neutral} > {log} 2>&1"
 
 
+rule import_dataset:
+    input:
+        source=config["data"]["path"] or [],
+    output:
+        manifest=f"{R}/data/import/manifest.csv",
+        skipped=f"{R}/data/import/skipped.csv",
+    log:
+        f"{R}/logs/import_dataset.log",
+    benchmark:
+        f"{R}/benchmarks/import_dataset.tsv"
+    conda:
+        "../envs/ferxai.yaml"
+    threads: 2
+    params:
+        format=config["data"]["source"],
+        settings=settings_json(
+            config["data"]["import"].get(config["data"]["source"], {})
+        ),
+        code=code_version("import-dataset"),
+    shell:
+        "FERXAI_THREADS={threads} ferxai import-dataset --format {params.format} "
+        "--source {input.source:q} --settings '{params.settings}' "
+        "--out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
 rule prepare_dataset:
     input:
         manifest=get_manifest(),
     output:
+        **get_crop_outputs(),
         dataset=f"{R}/data/dataset.csv",
         skipped=report(
             f"{R}/data/skipped.csv",
@@ -41,10 +69,11 @@ rule prepare_dataset:
         aliases=settings_json(config["data"]["label_aliases"]),
         min_size=config["data"]["min_size"],
         duplicates=config["data"]["duplicates"],
-        code=code_version("ferxai.data.dataset", "ferxai.data.images"),
+        crop=get_crop_flags,
+        code=code_version("prepare"),
     shell:
         "ferxai prepare {params.source} --aliases '{params.aliases}' "
-        "--min-size {params.min_size} --duplicates {params.duplicates} "
+        "--min-size {params.min_size} --duplicates {params.duplicates} {params.crop} "
         "--out {output.dataset} --skipped {output.skipped} > {log} 2>&1"
 
 
@@ -60,7 +89,7 @@ rule folds:
     params:
         k=config["data"]["folds"],
         seed=config["seed"],
-        code=code_version("ferxai.data.folds"),
+        code=code_version("folds"),
     shell:
         "ferxai folds --dataset {input.dataset} --k {params.k} --seed {params.seed} "
         "--out {output.folds} > {log} 2>&1"
@@ -87,8 +116,10 @@ rule landmarks:
     params:
         source=get_landmark_source(),
         max_fail=config["landmarks"]["max_failure_fraction"],
-        code=code_version("ferxai.landmarks"),
+        max_residual=config["landmarks"]["max_residual"],
+        code=code_version("landmarks"),
     shell:
         "FERXAI_THREADS={threads} ferxai landmarks --dataset {input.dataset} "
         "--source {params.source} --max-failure-fraction {params.max_fail} "
+        "--max-residual {params.max_residual} "
         "--out {output.landmarks} --failures {output.failures} > {log} 2>&1"

@@ -18,10 +18,12 @@ rule normalize:
         "../envs/ferxai.yaml"
     params:
         order=config["normalization"]["order"],
-        code=code_version("ferxai.normalize"),
+        triangulation=config["normalization"]["triangulation"],
+        code=code_version("normalize"),
     shell:
         "ferxai normalize --stack {input.stacks} --landmarks {input.landmarks} "
-        "--dataset {input.dataset} --order {params.order} --out {output.stacks} > {log} 2>&1"
+        "--dataset {input.dataset} --order {params.order} "
+        "--triangulation {params.triangulation} --out {output.stacks} > {log} 2>&1"
 
 
 use rule normalize as normalize_randomized with:

@@ -21,13 +21,23 @@ rule figures:
                 "figure": "IoU per network, sorted, 95 % CI",
             },
         ),
+        other=[
+            f"{R}/figures/{{method}}/{name}.png"
+            for name in (
+                "gt_masks",
+                "iou_ci",
+                "f1_bars",
+                "precision_bars",
+                "recall_bars",
+            )
+        ],
     log:
         f"{R}/logs/figures/{{method}}.log",
     conda:
         "../envs/ferxai.yaml"
     params:
         heatmaps=lambda wildcards: heatmap_dir(wildcards.method),
-        code=code_version("ferxai.figures"),
+        code=code_version("figures"),
     shell:
         "ferxai figures --heatmaps {params.heatmaps} --gt $(dirname {input.masks[0]}) "
         "--metrics {input.metrics} --extended {input.extended} "
@@ -50,9 +60,34 @@ rule methods_comparison:
         "../envs/ferxai.yaml"
     params:
         dirs=[heatmap_dir(m) for m in METHODS],
-        code=code_version("ferxai.figures"),
+        code=code_version("figures"),
     shell:
         "ferxai figures --methods {params.dirs} --methods-out {output.figure} > {log} 2>&1"
+
+
+rule landmarks_qa:
+    input:
+        dataset=rules.prepare_dataset.output.dataset,
+        landmarks=rules.landmarks.output.landmarks,
+    output:
+        figure=report(
+            f"{R}/figures/landmarks_qa.png",
+            caption="../report/landmarks_qa.rst",
+            category="1. Data",
+            labels={"figure": "landmark QA"},
+        ),
+    log:
+        f"{R}/logs/landmarks_qa.log",
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        faces=config["landmarks"]["qa_faces"],
+        seed=config["seed"],
+        code=code_version("landmarks-qa"),
+    shell:
+        "ferxai landmarks-qa --dataset {input.dataset} --landmarks {input.landmarks} "
+        "--per-expression {params.faces} --seed {params.seed} --out {output.figure} "
+        "> {log} 2>&1"
 
 
 rule run_config:
@@ -69,6 +104,7 @@ rule run_config:
         "../envs/ferxai.yaml"
     params:
         config=settings_json(config),
+        code=module_code_version("ferxai.io"),
     run:
         import json
         import yaml

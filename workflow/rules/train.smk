@@ -1,7 +1,25 @@
+# Pre-trained weights: downloaded once, on the submit host (login nodes have network on most
+# clusters), into the weight cache that the training jobs then read offline.
+rule fetch_weights:
+    output:
+        weights=f"{WEIGHTS_CACHE}/{{arch}}.safetensors",
+    log:
+        f"{R}/logs/fetch_weights/{{arch}}.log",
+    wildcard_constraints:
+        arch=FETCH_ARCHS,
+    conda:
+        "../envs/ferxai.yaml"
+    params:
+        code=code_version("fetch-weights"),
+    shell:
+        "ferxai fetch-weights --model {wildcards.arch} --out {output.weights} > {log} 2>&1"
+
+
 rule train:
     input:
         dataset=rules.prepare_dataset.output.dataset,
         folds=rules.folds.output.folds,
+        pretrained=get_fetched_weights,
     output:
         weights=f"{R}/models/{{model}}/fold{{fold}}/model.pt",
         history=f"{R}/models/{{model}}/fold{{fold}}/history.csv",
@@ -14,16 +32,19 @@ rule train:
     threads: 2
     params:
         settings=training_settings,
-        code=code_version("ferxai.training", "ferxai.models"),
+        code=code_version("train"),
+    # exec: ferxai replaces the shell, so a SIGTERM (SLURM time limit, preemption, scancel)
+    # reaches it with no shell dying first; it finishes or stops its epoch, checkpoints and exits
+    # 143, and Snakemake's retry resumes it (docs/hpc.md).
     shell:
-        "FERXAI_THREADS={threads} ferxai train --model {wildcards.model} --fold {wildcards.fold} "
+        "FERXAI_THREADS={threads} exec ferxai train --model {wildcards.model} --fold {wildcards.fold} "
         "--dataset {input.dataset} --folds {input.folds} --settings '{params.settings}' "
         "--out-dir $(dirname {output.weights}) > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        weights=rules.train.output.weights,
+        weights=get_weights,
         dataset=rules.prepare_dataset.output.dataset,
         folds=rules.folds.output.folds,
     output:
@@ -51,11 +72,13 @@ rule evaluate:
                 "device": config["device"],
                 "precision": config["precision"],
                 "batch_size": config["evaluation"]["batch_size"],
+                "cpu_forward": config["cpu_forward"],
             }
         ),
-        code=code_version("ferxai.evaluation", "ferxai.models"),
+        model_flags=model_flags,
+        code=code_version("evaluate"),
     shell:
-        "FERXAI_THREADS={threads} ferxai evaluate --model {wildcards.model} "
+        "FERXAI_THREADS={threads} ferxai evaluate --model {wildcards.model} {params.model_flags} "
         "--weights {input.weights} --fold {wildcards.fold} --dataset {input.dataset} "
         "--folds {input.folds} --settings '{params.settings}' "
         "--out-dir $(dirname {output.predictions}) > {log} 2>&1"
@@ -78,7 +101,7 @@ rule select_positives:
         n=config["positives"]["per_class"],
         seed=config["seed"],
         only_correct="--only-correct" if config["positives"]["only_correct"] else "",
-        code=code_version("ferxai.evaluation"),
+        code=code_version("positives"),
     shell:
         "ferxai positives --predictions {input.predictions} --n {params.n} "
         "--seed {params.seed} {params.only_correct} "
@@ -119,7 +142,7 @@ rule accuracy_table:
     conda:
         "../envs/ferxai.yaml"
     params:
-        code=code_version("ferxai.summary"),
+        code=code_version("accuracy"),
     shell:
         "ferxai accuracy --metrics {input.metrics} --counts {input.counts} "
         "--out {output.accuracy} --positives-out {output.positives} "

@@ -1,12 +1,22 @@
-"""``ferxai attribute``: explain one (network, fold, expression)'s positives into an HDF5 stack."""
+"""``ferxai attribute``: explain one (network, fold, expression)'s positives into an HDF5 stack.
+
+Resumable: after every chunk of images the maps explained so far are written (atomically, with
+checksums) to ``.{stack}.resume.h5`` beside the output, a file no rule declares and no reader
+globs. A job killed or cancelled half way (time limit, preemption, ``scancel``, node loss) and rerun
+with the same inputs and settings continues after the images already explained, and writes the
+same stack as an uninterrupted job (chunk boundaries do not move). The resume files of a job are
+deleted once all its stacks are written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +27,16 @@ import numpy as np
 from ferxai import __version__
 from ferxai.attribution.settings import METHODS, check_method, resolve_settings
 from ferxai.constants import EXPRESSIONS
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import Stack, read_csv, write_stack
+from ferxai.errors import ConfigError, DataError, FerxaiError
+from ferxai.io import Stack, read_csv, read_stack, write_stack
 
 log = logging.getLogger("ferxai.attribution")
 
 POSITIVE_COLUMNS = ("image_id", "true_label", "predicted", "probability")
-# Images loaded, explained and released together: bounds memory for any number of positives.
-IMAGES_PER_CHUNK = 32
+# Images loaded, explained and released together: bounds memory for any number of positives, and
+# the unit of resuming (FERXAI_IMAGES_PER_CHUNK sets it). Which images share a forward batch
+# follows the chunks, so results may change in the last bits with it: a resume keeps the size.
+IMAGES_PER_CHUNK = int(os.environ.get("FERXAI_IMAGES_PER_CHUNK", "32"))
 
 
 @dataclass
@@ -45,6 +57,8 @@ class AttributeJob:
     device: str = "auto"
     threads: int | None = None
     randomize: bool = False
+    arch: str | None = None  # weights trained elsewhere: their architecture (default: model)
+    class_order: tuple[str, ...] | None = None  # ... and their head's classes, in output order
 
 
 def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +82,7 @@ def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold", type=int, required=True)
     parser.add_argument("--method", default="lime", choices=METHODS)
     parser.add_argument("--settings", default="{}", help="JSON object of method settings")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (image i uses seed + i)")
+    parser.add_argument("--seed", type=int, default=42, help="base seed (image i uses seed + i)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -78,6 +92,12 @@ def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
+    parser.add_argument("--arch", default=None, help="architecture of weights trained elsewhere")
+    parser.add_argument("--class-order", nargs="+", default=None,
+                        help="classes of that model's head in output order")  # fmt: skip
+    parser.set_defaults(
+        provenance_inputs=("weights", "dataset", "positives"), provenance_outputs=("out",)
+    )
 
 
 def cli_attribute(args: argparse.Namespace) -> None:
@@ -87,24 +107,62 @@ def cli_attribute(args: argparse.Namespace) -> None:
             f"attribute: {len(args.expression)} --expression, {len(args.positives)} --positives "
             f"and {len(args.out)} --out: give one of each per expression."
         )
-    for expression, positives, out in zip(args.expression, args.positives, args.out, strict=True):
-        job = AttributeJob(
-            model=args.model,
-            weights=None if args.weights.lower() == "none" else args.weights,
-            input_size=args.input_size,
-            dataset=args.dataset,
-            positives=positives,
-            expression=expression,
-            fold=args.fold,
-            method=args.method,
-            settings=parse_settings(args.settings),
-            seed=args.seed,
-            out=out,
-            device=args.device,
-            threads=args.threads,
-            randomize=args.randomize,
+    with _stop_on_signals():
+        for expression, positives, out in zip(
+            args.expression, args.positives, args.out, strict=True
+        ):
+            _run_one(args, expression, positives, out)
+    for out in args.out:  # every stack of the job is written: its resume files are done with
+        resume_path(out).unlink(missing_ok=True)
+
+
+class JobInterrupted(BaseException):
+    """SIGTERM (time limit, preemption, scancel) or SIGUSR1 (SLURM's warning) arrived."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM/SIGUSR1 into a clean exit that says how far the job came (the resume files
+    already hold every finished chunk; a rerun continues from them)."""
+
+    def handler(signum, frame):
+        raise JobInterrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    except JobInterrupted as exc:
+        log.warning(
+            "attribute: stopped by %s; the images explained so far are kept in the .*.resume.h5 "
+            "files beside the outputs and the rerun of this job resumes from them.",
+            exc.args[0],
         )
-        run_attribute(job)
+        raise SystemExit(143) from None
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run_one(args: argparse.Namespace, expression: str, positives: Path, out: Path) -> None:
+    job = AttributeJob(
+        model=args.model,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        input_size=args.input_size,
+        dataset=args.dataset,
+        positives=positives,
+        expression=expression,
+        fold=args.fold,
+        method=args.method,
+        settings=parse_settings(args.settings),
+        seed=args.seed,
+        out=out,
+        device=args.device,
+        threads=args.threads,
+        randomize=args.randomize,
+        arch=getattr(args, "arch", None),
+        class_order=tuple(args.class_order) if getattr(args, "class_order", None) else None,
+    )
+    run_attribute(job, keep_resume=True)
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -117,8 +175,17 @@ def parse_settings(text: str) -> dict[str, Any]:
     return settings
 
 
-def run_attribute(job: AttributeJob) -> Stack:
-    """Explain every positive of ``job`` and write the stack atomically to ``job.out``."""
+def resume_path(out: str | os.PathLike) -> Path:
+    """Where the maps explained so far for the stack ``out`` are kept: ``.{name}.resume.h5``."""
+    out = Path(out)
+    return out.with_name(f".{out.stem}.resume{out.suffix}")
+
+
+def run_attribute(job: AttributeJob, keep_resume: bool = False) -> Stack:
+    """Explain every positive of ``job`` and write the stack atomically to ``job.out``.
+
+    Resumes from ``resume_path(job.out)`` when it belongs to this very job; deletes it at the end
+    unless ``keep_resume`` (the CLI deletes a job's resume files once all its stacks exist)."""
     settings = _job_settings(job)
     positives = read_positives(job.positives)
     paths = image_paths(job.dataset, [row["image_id"] for row in positives], job.positives)
@@ -138,7 +205,10 @@ def run_attribute(job: AttributeJob) -> Stack:
         write_stack(job.out, stack)
         log.info("attribute: %s has no positives; wrote an empty stack %s", job.positives, job.out)
         return stack
-    return _explain_positives(job, settings, positives, paths, attrs)
+    stack = _explain_positives(job, settings, positives, paths, attrs, keep_resume)
+    if not keep_resume:
+        resume_path(job.out).unlink(missing_ok=True)
+    return stack
 
 
 def _job_settings(job: AttributeJob) -> dict[str, Any]:
@@ -153,7 +223,7 @@ def _job_settings(job: AttributeJob) -> dict[str, Any]:
     return resolve_settings(job.method, settings)
 
 
-def _explain_positives(job, settings, positives, paths, attrs) -> Stack:
+def _explain_positives(job, settings, positives, paths, attrs, keep_resume=False) -> Stack:
     import torch
 
     from ferxai.attribution import create_explainer
@@ -163,16 +233,22 @@ def _explain_positives(job, settings, positives, paths, attrs) -> Stack:
     device = select_device(job.device)
     model = load_model(job, device)
     explainer = create_explainer(job.method, model, **settings)
+    identity = _resume_identity(job, settings, positives, attrs["checkpoint_sha256"])
+    chunks = _load_resume(job, identity, len(positives))
+    first = sum(len(c["probabilities"]) for c in chunks)
+    label = f"attribute {job.method} {job.model} fold {job.fold} {job.expression}"
+    if first:
+        log.info("%s: resuming from %s: %d of %d images already explained, %d to go.",
+                 label, resume_path(job.out), first, len(positives), len(positives) - first)  # fmt: skip
     started = time.perf_counter()
-    chunks = []
-    for start in range(0, len(positives), IMAGES_PER_CHUNK):
+    for start in range(first, len(positives), IMAGES_PER_CHUNK):
         chunks.append(_explain_chunk(explainer, model, job, paths, positives, start))
         done = min(start + IMAGES_PER_CHUNK, len(positives))
+        if done < len(positives) or keep_resume:  # a job's finished stacks are resume points
+            _save_resume(job, identity, chunks, positives, done)
         elapsed = time.perf_counter() - started
-        log.info(
-            "attribute %s %s fold %d %s: %d/%d images, %.2f s/image",
-            job.method, job.model, job.fold, job.expression, done, len(positives), elapsed / done,
-        )  # fmt: skip
+        log.info("%s: %d/%d images, %.2f s/image", label, done, len(positives),
+                 elapsed / (done - first))  # fmt: skip
     maps = torch.cat([c["maps"] for c in chunks]).numpy()
     extras = {}
     if chunks[0]["segments"] is not None:
@@ -204,6 +280,83 @@ def _explain_positives(job, settings, positives, paths, attrs) -> Stack:
     )
     write_stack(job.out, stack)
     return stack
+
+
+def _resume_identity(job: AttributeJob, settings, positives, checkpoint_sha256: str) -> str:
+    """What a resume file must match: everything that decides the maps of the stack."""
+    key = {
+        "method": job.method,
+        "settings": settings,
+        "model": job.model,
+        "checkpoint_sha256": checkpoint_sha256,
+        "input_size": job.input_size,
+        "seed": job.seed,
+        "randomize": job.randomize,
+        "arch": job.arch,
+        "class_order": list(job.class_order or []),
+        "expression": job.expression,
+        "fold": job.fold,
+        "positives": [row["image_id"] for row in positives],
+        "images_per_chunk": IMAGES_PER_CHUNK,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _save_resume(job: AttributeJob, identity: str, chunks: list[dict], positives, done: int):
+    import torch
+
+    maps = torch.cat([c["maps"] for c in chunks]).numpy().astype(np.float32)
+    probabilities = np.concatenate([c["probabilities"] for c in chunks]).astype(np.float32)
+    extras = {}
+    if chunks[0]["segments"] is not None:
+        extras["segments"] = torch.cat([c["segments"] for c in chunks]).numpy().astype(np.int16)
+    fidelity = [c["bf16_max_prob_diff"] for c in chunks if c["bf16_max_prob_diff"] is not None]
+    attrs = {"resume_identity": identity, "resume_of": str(job.out)}
+    if fidelity:
+        attrs["bf16_max_prob_diff"] = float(max(fidelity))
+    write_stack(
+        resume_path(job.out),
+        Stack(
+            maps=maps,
+            image_id=[row["image_id"] for row in positives[:done]],
+            true_label=np.array([int(row["true_label"]) for row in positives[:done]]),
+            predicted=probabilities.argmax(axis=1),
+            probabilities=probabilities,
+            attrs=attrs,
+            extras=extras,
+        ),
+    )
+
+
+def _load_resume(job: AttributeJob, identity: str, total: int) -> list[dict]:
+    """The chunks a previous attempt of this very job explained (as one chunk), or []."""
+    import torch
+
+    path = resume_path(job.out)
+    if not path.exists():
+        return []
+    try:
+        stack = read_stack(path)
+    except FerxaiError as exc:  # damaged or half-written: explain from the start
+        log.warning("attribute: ignoring %s (%s); explaining from the first image.", path, exc)
+        path.unlink(missing_ok=True)
+        return []
+    done = len(stack)
+    usable = done <= total and (done % IMAGES_PER_CHUNK == 0 or done == total)
+    if stack.attrs.get("resume_identity") != identity or not usable:
+        log.info("attribute: %s is from other inputs or settings; explaining from the start.", path)
+        path.unlink(missing_ok=True)
+        return []
+    segments = stack.extras.get("segments")
+    return [
+        {
+            "maps": torch.from_numpy(stack.maps),
+            "segments": None if segments is None else torch.from_numpy(segments),
+            "probabilities": np.asarray(stack.probabilities, dtype=np.float32),
+            "bf16_max_prob_diff": stack.attrs.get("bf16_max_prob_diff"),
+        }
+    ]
 
 
 def _explain_chunk(explainer, model, job: AttributeJob, paths, positives, start: int) -> dict:
@@ -245,7 +398,8 @@ def load_model(job: AttributeJob, device):
 
     Cached per process: the expressions of one job share one network.
     """
-    key = (job.model, job.weights, job.input_size, job.randomize, job.seed, str(device))
+    key = (job.model, job.weights, job.input_size, job.randomize, job.seed, str(device),
+           job.arch, job.class_order)  # fmt: skip
     if key not in _MODELS:
         _MODELS[key] = _build_model(job, device)
     return _MODELS[key]
@@ -254,10 +408,15 @@ def load_model(job: AttributeJob, device):
 def _build_model(job: AttributeJob, device):
     import torch
 
-    from ferxai.models import create_model
+    from ferxai.models import create_model, load_trained
 
-    model = create_model(job.model, input_size=job.input_size)
-    if job.weights:
+    external = job.weights and (job.arch or job.class_order)
+    if external:  # trained elsewhere: its architecture, its head's class order
+        model = load_trained(job.arch or job.model, job.weights, job.input_size, job.class_order,
+                             job.model)  # fmt: skip
+    else:
+        model = create_model(job.arch or job.model, input_size=job.input_size)
+    if job.weights and not external:
         model.load_state_dict(read_weights(job.weights, job.model))
     if job.randomize:
         randomize_weights(model, job.seed)

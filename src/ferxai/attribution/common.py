@@ -51,15 +51,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def softmax_forward(
-    model: torch.nn.Module, precision: str = "fp32"
+    model: torch.nn.Module,
+    precision: str = "fp32",
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``images -> softmax probabilities`` (float32), under ``precision`` autocast.
 
     The paper explained softmax outputs, so every method sees probabilities, not logits.
+    ``logits_fn`` replaces ``model(images)`` (a CPU path of :mod:`ferxai.forward`, which sets
+    its own memory format).
     """
     device = model_device(model)
 
     def forward(images: torch.Tensor) -> torch.Tensor:
+        if logits_fn is not None:
+            return torch.softmax(logits_fn(images).float(), dim=1)
         images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, precision):
             logits = model(images)

@@ -97,6 +97,9 @@ class LimeExplainer:
         self.device = model_device(model)
         self.precision = resolve_precision(self.settings["precision"], self.device)
         self.forward = softmax_forward(self.model, self.precision)
+        # on the CPU in fp32 the forward path is chosen on the first images (ferxai.forward)
+        self.cpu_path_pending = self.device.type == "cpu" and self.precision == "fp32"
+        self.forward_record: dict | None = None
 
     def attribute(
         self, images: torch.Tensor, target: torch.Tensor, seeds: Sequence[int] | None = None
@@ -123,6 +126,8 @@ class LimeExplainer:
         batch_size = self.settings["batch_size"] or auto_batch_size(
             self.forward, tuple(images.shape[1:]), self.device, num_samples * n_images
         )
+        if self.cpu_path_pending and n_images:
+            self._choose_cpu_forward(images, batch_size, n_images * num_samples)
         # Enough images per group to fill a forward batch: small models see several images at once.
         group = max(1, math.ceil(batch_size / num_samples))
         progress = ProgressLog("lime", n_images)
@@ -141,6 +146,17 @@ class LimeExplainer:
                 progress.update(stop - start, (stop - start) * num_samples)
         log.info("%s (batch %d, %s)", progress.summary(), batch_size, self.precision)
         return _concatenate(results, images.shape[-2:])
+
+    def _choose_cpu_forward(self, images: torch.Tensor, batch_size: int, expected: int) -> None:
+        """The CPU forward path for this explainer, checked on LIME-like perturbations of the
+        first images (``expected``: forward images of this call, the job's at least)."""
+        from ferxai.forward import perturbed_examples, select_forward
+
+        example = perturbed_examples(images, min(batch_size, expected), self.settings["seed"],
+                                     self.settings["hide_color"])  # fmt: skip
+        path = select_forward(self.model, example, self.settings["cpu_forward"], expected)
+        self.forward = softmax_forward(self.model, self.precision, logits_fn=path.forward)
+        self.forward_record, self.cpu_path_pending = path.record, False
 
     def _segment_async(
         self,

@@ -8,6 +8,7 @@ from ferxai.errors import ConfigError
 
 KEEP_CHOICES = ("positive", "negative", "absolute")
 PRECISIONS = ("auto", "fp32", "bf16")
+CPU_FORWARDS = ("auto", "eager", "channels_last", "compile", "onnxruntime")  # ferxai.forward
 
 # Paper settings for LIME (Gaya-Morey et al. 2024, via lime 0.2.0.1); batch_size None = automatic.
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
@@ -20,6 +21,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "keep": "positive",
         "batch_size": None,
         "precision": "auto",
+        "cpu_forward": "channels_last",
         "seed": 0,
     },
     "kernel_shap": {
@@ -61,12 +63,16 @@ def check_method(method: str) -> str:
     return method
 
 
-def job_settings(method: str, settings: dict[str, Any], precision: str) -> dict[str, Any]:
-    """A job's settings: the config block of ``method`` plus the run's ``precision`` for the
-    methods that take one (LIME; captum's paths stay in fp32 and reject the key)."""
+def job_settings(method: str, settings: dict[str, Any], precision: str,
+                 cpu_forward: str = "channels_last") -> dict[str, Any]:  # fmt: skip
+    """A job's settings: the config block of ``method`` plus the run's ``precision`` and
+    ``cpu_forward`` for the methods that take them (LIME; captum's paths stay in fp32 eager and
+    reject the keys)."""
     out = dict(settings)
     if "precision" in DEFAULT_SETTINGS[check_method(method)]:
         out["precision"] = precision
+    if "cpu_forward" in DEFAULT_SETTINGS[method]:
+        out["cpu_forward"] = cpu_forward
     return out
 
 
@@ -100,6 +106,8 @@ def _check_value(method: str, key: str, value: Any) -> None:
         raise ConfigError(f"{where}: use one of {', '.join(KEEP_CHOICES)}.")
     if key == "precision" and value not in PRECISIONS:
         raise ConfigError(f"{where}: use one of {', '.join(PRECISIONS)}.")
+    if key == "cpu_forward" and value not in CPU_FORWARDS:
+        raise ConfigError(f"{where}: use one of {', '.join(CPU_FORWARDS)}.")
     if key == "seed" and not _is_int(value):
         raise ConfigError(f"{where}: must be an integer.")
     if key == "layer" and value is not None and not isinstance(value, str):

@@ -47,6 +47,7 @@ class Entry:
     subject: str = ""
     landmarks: Path | None = None
     source: str = ""  # where it came from, for messages ("manifest.csv row 12")
+    box: tuple[float, float, float, float] | None = None  # face_x, face_y, face_width, face_height
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def read_manifest(
             f"{manifest}: {'no data rows' if not rows else 'missing column(s) ' + ', '.join(sorted(missing))}"
             f"; fix: a header 'path,expression[,subject][,landmarks]' and one row per image."
         )
+    from ferxai.data.crop import parse_box
+
     entries, unknown = [], []
     for number, row in enumerate(rows, start=2):  # row 1 is the header
         source = f"{manifest} row {number}"
@@ -154,6 +157,7 @@ def read_manifest(
                 subject=(row.get("subject") or "").strip(),
                 landmarks=landmarks,
                 source=source,
+                box=parse_box(row),
             )
         )
     if unknown:
@@ -412,8 +416,15 @@ def prepare(
     expressions: Sequence[str] | None = None,
     min_size: int = 32,
     duplicates: str = "skip",
+    crop: str | None = None,
+    crop_margin: float | None = None,
+    crop_dir: str | Path | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Validate a manifest or a folder tree; write ``dataset.csv`` and ``skipped.csv``."""
+    """Validate a manifest or a folder tree; write ``dataset.csv`` and ``skipped.csv``.
+
+    ``crop`` (box | landmarks | detector; None or none: no crop) crops every usable image to its
+    face into ``crop_dir`` (:mod:`ferxai.data.crop`): ``dataset.csv`` then lists the crops and
+    their carried landmarks, under the original image ids; faces not found are skipped."""
     if (manifest is None) == (folder is None):
         raise ConfigError("prepare: give exactly one of --manifest or --folder.")
     if min_size < 1:
@@ -425,6 +436,10 @@ def prepare(
     else:
         entries, ignored = scan_folder(folder, wanted, alias_map)
     rows, skipped = validate(entries, wanted, min_size, duplicates)
+    if crop not in (None, "none"):
+        rows, crop_skipped = _crop(rows, entries, crop, crop_margin, crop_dir, min_size)
+        skipped += crop_skipped
+        _require_every_class(rows, crop_skipped, wanted)
     skipped = sorted(ignored + skipped, key=lambda s: s["path"])
     write_csv(skipped_out, skipped, SKIPPED_COLUMNS)
     write_csv(out, rows, DATASET_COLUMNS)
@@ -432,6 +447,28 @@ def prepare(
         log.warning("prepare: skipped %d input(s); see %s", len(skipped), skipped_out)
     log.info("prepare: %d usable images -> %s", len(rows), out)
     return rows, skipped
+
+
+def _crop(rows, entries, mode, margin, crop_dir, min_size) -> tuple[list[dict], list[dict]]:
+    from ferxai.data.crop import BOX_COLUMNS, DEFAULT_MARGIN, crop_rows
+
+    if crop_dir is None:
+        raise ConfigError(f"prepare --crop {mode}: --crop-dir (where the crops go) is missing.")
+    boxes = {e.image_id: e.box for e in entries}
+    if mode == "box" and not any(boxes.values()):
+        raise ConfigError(
+            f"data.crop: box needs a face box per image ({','.join(BOX_COLUMNS)} columns in the "
+            "manifest, as AffectNet's import writes) and no image has one; fix: crop with "
+            "landmarks or detector, or add the columns."
+        )
+    margin = DEFAULT_MARGIN if margin is None else margin
+    cropped, skipped = crop_rows(rows, mode, crop_dir, margin, boxes, read_landmark_file, min_size)
+    for row in cropped:
+        row["path"] = _portable(Path(row["path"]))
+        row["landmarks"] = _portable(Path(row["landmarks"])) if row["landmarks"] else ""
+    for entry in skipped:
+        entry["path"] = str(Path(entry["path"]).resolve())
+    return cropped, skipped
 
 
 def _json_arg(value: str | None, what: str):
@@ -461,6 +498,20 @@ def cli_prepare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expressions", help='JSON list, e.g. ["Anger", ..., "Neutral"]')
     parser.add_argument("--min-size", type=int, default=32, help="smallest usable side in px")
     parser.add_argument("--duplicates", choices=("skip", "error"), default="skip")
+    parser.add_argument(
+        "--crop",
+        choices=("none", "box", "landmarks", "detector"),
+        help="crop each image to its face: the manifest's face box, the given landmarks' extent "
+        "or dlib's detector (default none)",
+    )
+    parser.add_argument(
+        "--crop-margin", type=float, help="square crop: side = (1 + 2 margin) x face (0.25)"
+    )
+    parser.add_argument("--crop-dir", type=Path, help="folder for the crops and their landmarks")
+    parser.set_defaults(
+        provenance_inputs=("manifest", "folder"),
+        provenance_outputs=("out", "skipped", "crop_dir"),
+    )
 
 
 def cli_prepare(args: argparse.Namespace) -> None:
@@ -480,6 +531,9 @@ def cli_prepare(args: argparse.Namespace) -> None:
         expressions=expressions,
         min_size=args.min_size,
         duplicates=args.duplicates,
+        crop=args.crop,
+        crop_margin=args.crop_margin,
+        crop_dir=args.crop_dir,
     )
 
 

@@ -113,9 +113,10 @@ def make_folds(dataset_csv: str | Path, k: int, seed: int, out: str | Path) -> l
 
 def cli_folds_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, type=Path, help="dataset.csv from prepare")
-    parser.add_argument("--k", type=int, default=5, help="number of folds")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--k", type=int, default=2, help="number of folds (paper: 5)")
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", required=True, type=Path, help="folds.csv to write")
+    parser.set_defaults(provenance_inputs=("dataset",), provenance_outputs=("out",))
 
 
 def cli_folds(args: argparse.Namespace) -> None:

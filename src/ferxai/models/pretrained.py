@@ -1,4 +1,5 @@
-"""The eight ImageNet-pre-trained networks: a timm backbone, global average pooling, a linear head.
+"""The eight ImageNet-pre-trained networks (and any other timm architecture): a timm backbone,
+global average pooling, a linear head.
 
 Like the paper's Keras models (``include_top=False`` + GAP + Dense(6)), only the convolutional
 trunk is kept: timm's extra head layers (VGG's fc6/fc7 as convolutions, MobileNetV3's 1280-wide
@@ -33,11 +34,18 @@ HF_CACHE = "hf-cache"
 
 
 class TimmClassifier(nn.Module):
-    """``backbone.forward_features`` → global average pooling → ``classifier`` (linear)."""
+    """``backbone.forward_features`` → global average pooling → ``classifier`` (linear).
 
-    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, mean, std):
+    ``timm_head=True`` (timm architectures outside the paper's twelve) pools with timm's own head
+    instead (``forward_head(pre_logits=True)``: a ViT's class token, a ConvNeXt's norm, ...), so any
+    timm model keeps its architecture up to the last linear layer, which is ``classifier``.
+    """
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, mean, std,
+                 timm_head: bool = False):  # fmt: skip
         super().__init__()
         self.backbone = backbone
+        self.timm_head = timm_head
         self.classifier = nn.Linear(num_features, num_classes)
         # Not persistent: the state dict holds only learnable weights, like the Keras models.
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -45,6 +53,8 @@ class TimmClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features((x - self.mean) / self.std)
+        if self.timm_head:
+            return self.classifier(self.backbone.forward_head(features, pre_logits=True))
         return self.classifier(features.mean(dim=(2, 3)))
 
 
@@ -65,7 +75,13 @@ def build_timm(info, num_classes: int = 6, pretrained: bool = False, weights=Non
     for module_name in _HEAD_ONLY_MODULES.get(info.timm_name, ()):
         setattr(backbone, module_name, nn.Identity())
     cfg = backbone.pretrained_cfg
-    model = TimmClassifier(backbone, backbone.num_features, num_classes, cfg["mean"], cfg["std"])
+    from ferxai.models.registry import list_models
+
+    timm_head = info.name not in list_models()  # any timm architecture: its own pooling head
+    width = (getattr(backbone, "head_hidden_size", None) if timm_head else None) or (
+        backbone.num_features
+    )
+    model = TimmClassifier(backbone, width, num_classes, cfg["mean"], cfg["std"], timm_head)
     if pretrained and not from_cache:
         load_weights(model, weights, info.name)
     return model
@@ -165,25 +181,43 @@ def load_weights(model: TimmClassifier, path: str | os.PathLike, network: str) -
 # ------------------------------------------------------------------ fetching (login node only)
 
 
-def fetch_weights(network: str, out_dir: str | os.PathLike) -> Path:
-    """Download the ImageNet weights of ``network`` with timm and save them as
-    ``out_dir/<timm name>.safetensors`` (atomically). Needs network access: run it once on a
-    login node (the workflow's optional localrule), never in a compute job."""
+def fetch_weights(network: str, out_dir: str | os.PathLike | None = None,
+                  out: str | os.PathLike | None = None) -> Path:  # fmt: skip
+    """Download the ImageNet weights of ``network`` (one of the twelve or a timm name) from timm's
+    sources and save them as ``out`` or ``out_dir/<timm name>.safetensors`` (atomically). Needs
+    network access: run it on a login node (the workflow's local rule ``fetch_weights``), never
+    in a compute job."""
     import timm
     from safetensors.torch import save_file
 
     from ferxai.io import atomic_path
-    from ferxai.models import model_info
+    from ferxai.models.registry import model_info, weights_file_name
 
     info = model_info(network)
-    if info.timm_name is None:
-        raise ConfigError(f"{network} is trained from scratch; it has no pre-trained weights.")
-    model = timm.create_model(info.timm_name, pretrained=True)
-    target = Path(out_dir) / f"{info.timm_name}.safetensors"
+    target = Path(out) if out is not None else Path(out_dir or ".") / weights_file_name(network)
+    try:
+        model = timm.create_model(info.timm_name, pretrained=True)
+    except Exception as exc:  # timm/huggingface_hub/urllib raise many types when offline
+        raise ConfigError(
+            f"fetch-weights: timm could not get the weights of '{info.timm_name}' ({network}): "
+            f"{exc}. Run it where the network reaches huggingface.co (a login node), or put the "
+            f"file at {target} yourself."
+        ) from exc
     with atomic_path(target) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     log.info("%s: saved ImageNet weights of %s to %s", network, info.timm_name, target)
     return target
+
+
+def cli_fetch_weights_args(parser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="one of the twelve (e.g. ResNet50) or a timm name (resnet18.a1_in1k)")  # fmt: skip
+    parser.add_argument("--out", required=True, help="the .safetensors file to write")
+    parser.set_defaults(provenance_inputs=(), provenance_outputs=("out",))
+
+
+def cli_fetch_weights(args) -> None:
+    fetch_weights(args.model, out=args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
