@@ -36,8 +36,3 @@ def read_stacks_json(
             "normalized stack paths."
         )
     return data
-
-
-def stack_paths(stacks: dict[str, list[str]]) -> list[str]:
-    """Every stack path of a stacks map, once (for provenance)."""
-    return sorted({p for paths in stacks.values() for p in paths})
