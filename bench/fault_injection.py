@@ -36,12 +36,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
-# stage -> the ferxai subcommand its jobs run
+# stage -> the ferxai subcommand(s) its jobs run (train-evaluate: rule train with
+# evaluation.in_training_job, the default; evaluation then has no job of its own, so the
+# evaluate stage is not reached)
 STAGES = {
     "synth": "synth",
     "prepare_dataset": "prepare",
     "landmarks": "landmarks",
-    "train": "train",
+    "train": ("train", "train-evaluate"),
     "evaluate": "evaluate",
     "attribute": "attribute",
     "normalize": "normalize",
@@ -105,8 +107,9 @@ def run_workflow(
     )  # fmt: skip
 
 
-def stage_processes(workdir: Path, subcommand: str) -> list[int]:
+def stage_processes(workdir: Path, subcommand: str | tuple[str, ...]) -> list[int]:
     """PIDs of `ferxai <subcommand>` processes whose working directory is `workdir`."""
+    subcommands = (subcommand,) if isinstance(subcommand, str) else subcommand
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -120,7 +123,7 @@ def stage_processes(workdir: Path, subcommand: str) -> list[int]:
         if (
             cwd == str(workdir)
             and any(w.endswith("ferxai") for w in words[:2])
-            and (subcommand in words[1:3])
+            and any(s in words[1:3] for s in subcommands)
         ):
             pids.append(int(proc.name))
     return pids

@@ -1,45 +1,134 @@
-"""ferxai's LIME vs lime 0.2.0.1 on the same network, image, superpixels and settings.
+"""ferxai's LIME vs lime 0.2.0.1 on the same networks, image, superpixels and settings.
 
-Prints both wall times, their ratio, the cost of ferxai's bare forward passes at its batch size
-(the floor any LIME implementation pays) and the agreement of the segment weights. Example:
+    .venv/bin/python bench/lime_vs_lime_package.py --demo --paper-rows --rounds 3 --markdown \\
+        [--networks WeiNet ...] [--cpu-forward channels_last onnxruntime] [--json FILE]
 
-    .venv/bin/python bench/lime_vs_lime_package.py --network ResNet50 --size 224 --samples 1000
+One row per network (and per ferxai forward path): lime's wall time (its ``explain_instance`` on
+the plain fp32 model, contiguous NCHW, batches of ``--lime-batch-size``, 10 as in lime), ferxai's
+(one explainer per row and path, configured once: its first call, which checks the forward path
+against eager and exports / compiles where the path needs it, is the untimed warm-up), their
+ratio, ferxai's *bare forward passes* (the same perturbed images, batch size and forward path as
+its call, nothing else: the floor any LIME implementation pays) and the agreement of the segment
+weights (max |Δw|). Each tool gets an untimed warm-up call; then ``--rounds`` interleaved rounds
+(every measurement once per round, the order rotated) and the median, so that load from other jobs
+hits them alike; calls shorter than ``--min-seconds`` are repeated within a measurement (per-call
+times reported). CPU seconds of the process are kept in the JSON as well (``*_cpu_s``): on a shared
+machine their ratios are steadier than wall-clock ones.
+
+``--demo`` takes each network's input size from ``config/config.yaml`` (``networks.defaults`` and
+``overrides``) and LIME's ``num_samples`` / ``batch_size`` and ``cpu_forward`` from it too;
+``--paper-rows`` adds WeiNet at 64 px and ResNet50 at 224 px at the paper's 1000 samples (ferxai's
+automatic batch). Without ``--demo``: ``--size``, ``--samples``, ``--batch-size``. The image is one
+synthetic FACS face (``ferxai.data.synth``, as ``bench/forward_paths.py`` renders them) at each
+row's size, its SLIC superpixels computed once and given to both tools; weights are random
+(``pretrained=False``): speed does not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
 import os
+import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # lime draws a tqdm bar per sample
 
 import numpy as np
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
+PAPER_ROWS = (("WeiNet", 64), ("ResNet50", 224))
+PAPER_SAMPLES = 1000
 
-def parse_args() -> argparse.Namespace:
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", default="ResNet50")
+    parser.add_argument("--networks", nargs="*", default=None,
+                        help="default: all 12 (config/config.yaml networks.names)")  # fmt: skip
+    parser.add_argument("--demo", action="store_true",
+                        help="sizes, samples, batch, cpu_forward from --config")  # fmt: skip
+    parser.add_argument("--paper-rows", action="store_true",
+                        help="add WeiNet 64 px and ResNet50 224 px at 1000 samples")  # fmt: skip
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--samples", type=int, default=None, help="default 1000, --demo: config")
     parser.add_argument("--batch-size", type=int, default=None, help="ferxai's (default: auto)")
+    parser.add_argument("--cpu-forward", nargs="+", default=None,
+                        help="ferxai's forward path(s), a row each (default: the config's, "
+                             "channels_last)")  # fmt: skip
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--lime-batch-size", type=int, default=10, help="lime's default is 10")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="repeat shorter calls inside a measurement")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=int, default=3)
-    parser.add_argument("--json", help="also write the numbers to this JSON file")
-    return parser.parse_args()
+    parser.add_argument("--markdown", action="store_true", help="print the rows as a table")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    return parser.parse_args(argv)
 
 
-def test_image(size: int) -> np.ndarray:
-    from skimage.data import astronaut
-    from skimage.transform import resize
+def load_config(path: str) -> dict:
+    import yaml
 
-    return resize(astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def plan_rows(args: argparse.Namespace) -> list[dict]:
+    """(network, px, samples, ferxai batch) of every row, in order."""
+    config = load_config(args.config)
+    networks_cfg = config.get("networks", {})
+    names = args.networks or networks_cfg.get("names")
+    if not names:
+        from ferxai.models import list_models
+
+        names = list_models()
+    rows = []
+    if args.demo:
+        default = networks_cfg.get("defaults", {}).get("input_size")
+        overrides = networks_cfg.get("overrides", {}) or {}
+        lime_cfg = (config.get("attribution", {}) or {}).get("lime", {}) or {}
+        samples = args.samples or lime_cfg.get("num_samples") or PAPER_SAMPLES
+        batch = args.batch_size or lime_cfg.get("batch_size")
+        for name in names:
+            size = (overrides.get(name) or {}).get("input_size") or default
+            rows.append({"network": name, "size": int(size), "samples": samples, "batch": batch})
+    elif args.networks or not args.paper_rows:
+        for name in names:
+            rows.append({"network": name, "size": args.size,
+                         "samples": args.samples or PAPER_SAMPLES,
+                         "batch": args.batch_size})  # fmt: skip
+    if args.paper_rows:
+        for name, size in PAPER_ROWS:
+            rows.append({"network": name, "size": size, "samples": PAPER_SAMPLES, "batch": None})
+    return rows
+
+
+def cpu_forward_choices(args: argparse.Namespace) -> list[str]:
+    if args.cpu_forward:
+        return args.cpu_forward
+    if args.demo:
+        value = load_config(args.config).get("cpu_forward")
+        if value:
+            return [value]
+    from ferxai.attribution.settings import DEFAULT_SETTINGS
+
+    return [DEFAULT_SETTINGS["lime"]["cpu_forward"]]
+
+
+def face_image(size: int, seed: int = 0) -> np.ndarray:
+    """One synthetic face, HWC float32 in [0, 1]."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from forward_paths import faces
+
+    return faces(1, size, seed)[0].permute(1, 2, 0).contiguous().numpy()
 
 
 def synchronize(device: torch.device) -> None:
@@ -47,8 +136,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_lime_package(model, image, segments, args, device) -> tuple[float, np.ndarray]:
-    """lime's explain_instance, its classifier a plain fp32 softmax forward on ``device``."""
+def lime_package(model, image, segments, samples, args, device):
+    """``call() -> weights``: lime's explain_instance, its classifier a plain fp32 softmax
+    forward of ``model`` on ``device``, as a user would write it."""
     from lime.lime_image import LimeImageExplainer
 
     def classifier_fn(batch: np.ndarray) -> np.ndarray:
@@ -56,109 +146,204 @@ def time_lime_package(model, image, segments, args, device) -> tuple[float, np.n
             inputs = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, torch.float32)
             return torch.softmax(model(inputs), dim=1).cpu().numpy()
 
-    start = time.perf_counter()
-    explanation = LimeImageExplainer(kernel_width=0.25, random_state=args.seed).explain_instance(
-        image,
-        classifier_fn,
-        labels=(args.target,),
-        hide_color=0,
-        top_labels=None,
-        num_features=100000,
-        num_samples=args.samples,
-        batch_size=args.lime_batch_size,
-        segmentation_fn=lambda _image: segments,
-        random_seed=args.seed,
-    )
-    elapsed = time.perf_counter() - start
-    weights = np.zeros(segments.max() + 1)
-    for feature, weight in explanation.local_exp[args.target]:
-        weights[feature] = weight
-    return elapsed, weights
+    def call(num_samples: int = samples) -> np.ndarray:
+        explanation = LimeImageExplainer(
+            kernel_width=0.25, random_state=args.seed
+        ).explain_instance(
+            image,
+            classifier_fn,
+            labels=(args.target,),
+            hide_color=0,
+            top_labels=None,
+            num_features=100000,
+            num_samples=num_samples,
+            batch_size=args.lime_batch_size,
+            segmentation_fn=lambda _image: segments,
+            random_seed=args.seed,
+        )
+        weights = np.zeros(segments.max() + 1)
+        for feature, weight in explanation.local_exp[args.target]:
+            weights[feature] = weight
+        return weights
+
+    return call
 
 
-def time_ferxai(model, image, segments, args, device) -> tuple[float, np.ndarray, object]:
+def ferxai_lime(model, image, segments, row, choice, args, device):
+    """The explainer (configured once), ``call() -> weights`` and ``bare()``: its forward on the
+    call's own perturbed batches, nothing else. Makes the first call (warm-up, path check)."""
     from ferxai.attribution import create_explainer
 
     explainer = create_explainer(
-        "lime", model, num_samples=args.samples, seed=args.seed,
-        precision=args.precision, batch_size=args.batch_size,
+        "lime", model, num_samples=row["samples"], seed=args.seed, precision=args.precision,
+        batch_size=row["batch"], cpu_forward=choice,
     )  # fmt: skip
     images = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     target = torch.tensor([args.target])
+
+    def call() -> np.ndarray:
+        result = explainer.explain(images, target, segments=[segments])
+        synchronize(device)
+        return result.segment_weights[0]
+
     start = time.perf_counter()
-    result = explainer.explain(images, target, segments=[segments])
-    synchronize(device)
-    return time.perf_counter() - start, result.segment_weights[0], explainer
-
-
-def resolved_batch_size(explainer, size: int) -> int:
+    call()
+    setup_s = time.perf_counter() - start
     from ferxai.attribution.common import auto_batch_size
 
-    if explainer.settings["batch_size"]:
-        return explainer.settings["batch_size"]
-    shape = (3, size, size)
-    return auto_batch_size(
-        explainer.forward, shape, explainer.device, explainer.settings["num_samples"]
+    batch_size = row["batch"] or auto_batch_size(
+        explainer.forward, tuple(images.shape[1:]), explainer.device, row["samples"]
     )
+    masks, _ = explainer._masks([args.seed], [segments])
+    segment_map = torch.from_numpy(segments[None])
+    with torch.inference_mode():
+        batches = [
+            b for _, b in explainer.perturbed_batches(images, segment_map, masks, batch_size)
+        ]
+
+    @torch.inference_mode()
+    def bare() -> None:
+        for batch in batches:
+            explainer.forward(batch)
+        synchronize(device)
+
+    return explainer, call, bare, batch_size, setup_s
 
 
-@torch.inference_mode()
-def time_bare_forward(explainer, size: int, samples: int, batch_size: int) -> float:
-    """Only the network: ``samples`` images in batches of ``batch_size``, as ferxai runs them."""
-    device = explainer.device
-    batch = torch.rand((batch_size, 3, size, size), device=device)
-    explainer.forward(batch[:2])  # warm-up outside the timing
-    synchronize(device)
-    start = time.perf_counter()
-    for done in range(0, samples, batch_size):
-        explainer.forward(batch[: min(batch_size, samples - done)])
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def main() -> None:
-    args = parse_args()
+def measure_row(row: dict, choices: list[str], args, device) -> list[dict]:
     from ferxai.attribution.common import slic_segments
-    from ferxai.device import configure_threads, select_device
+    from ferxai.attribution.settings import DEFAULT_SETTINGS
     from ferxai.models import create_model
 
-    threads = configure_threads(args.threads)
-    device = select_device(args.device)
+    lime_settings = DEFAULT_SETTINGS["lime"]
     torch.manual_seed(args.seed)
-    model = create_model(args.network, input_size=args.size).eval().to(device)
-    model = model.to(memory_format=torch.channels_last)
-    image = test_image(args.size)
-    segments = slic_segments(image, n_segments=30, compactness=20.0)
+    model = create_model(row["network"], input_size=row["size"]).eval().to(device)
+    plain = copy.deepcopy(model)  # lime's: the plain fp32 model, whatever ferxai's paths do
+    image = face_image(row["size"], args.seed)
+    segments = slic_segments(image, lime_settings["n_segments"], lime_settings["compactness"])
 
-    ferxai_s, ferxai_w, explainer = time_ferxai(model, image, segments, args, device)
-    lime_s, lime_w = time_lime_package(model, image, segments, args, device)
-    batch_size = resolved_batch_size(explainer, args.size)
-    forward_s = time_bare_forward(explainer, args.size, args.samples, batch_size)
-    numbers = {
-        "network": args.network,
-        "size": args.size,
-        "samples": args.samples,
-        "superpixels": int(segments.max()) + 1,
-        "device": str(device),
-        "threads": threads,
-        "precision": explainer.precision,
-        "ferxai_batch_size": batch_size,
-        "lime_batch_size": args.lime_batch_size,
-        "lime_package_s": round(lime_s, 3),
-        "ferxai_s": round(ferxai_s, 3),
-        "speedup": round(lime_s / ferxai_s, 2),
-        "bare_forward_s": round(forward_s, 3),
-        "ferxai_over_bare_forward": round(ferxai_s / forward_s, 3),
-        "weights_max_abs_diff": float(np.abs(ferxai_w - lime_w).max()),
-        "weights_correlation": float(np.corrcoef(ferxai_w, lime_w)[0, 1]),
-        "forward_batches": math.ceil(args.samples / batch_size),
-    }
-    for key, value in numbers.items():
-        print(f"{key:>26}: {value}")
+    lime_call = lime_package(plain, image, segments, row["samples"], args, device)
+    warm = min(row["samples"], 2 * args.lime_batch_size)
+    start = time.perf_counter()
+    lime_call(warm)  # warm-up, untimed
+    estimates = {"lime": (time.perf_counter() - start) * row["samples"] / warm}
+    tasks = {"lime": lime_call}
+    tools = {}
+    for choice in choices:
+        explainer, call, bare, batch_size, setup_s = ferxai_lime(
+            copy.deepcopy(model), image, segments, row, choice, args, device
+        )  # a copy per path: eager and channels_last set the memory format of the model
+        tools[choice] = (explainer, batch_size, setup_s)
+        estimates[f"ferxai:{choice}"] = estimates[f"bare:{choice}"] = setup_s  # upper bounds
+        tasks[f"ferxai:{choice}"] = call
+        tasks[f"bare:{choice}"] = bare
+    # Short calls are repeated within a measurement (``--min-seconds`` each; per-call times are
+    # reported) so that one scheduling hiccup of a loaded machine does not decide a ratio.
+    repeats = {}
+    for key, task in tasks.items():
+        estimate = estimates[key]
+        if estimate < 3 * args.min_seconds:
+            start = time.perf_counter()
+            task()  # untimed: how long one call takes now
+            estimate = time.perf_counter() - start
+        repeats[key] = max(1, math.ceil(args.min_seconds / max(estimate, 1e-6)))
+    wall: dict[str, list[float]] = {k: [] for k in tasks}
+    cpu: dict[str, list[float]] = {k: [] for k in tasks}
+    outputs: dict[str, np.ndarray] = {}
+    order = list(tasks)
+    for r in range(args.rounds):
+        for key in order[r % len(order) :] + order[: r % len(order)]:
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(repeats[key]):
+                out = tasks[key]()
+            wall[key].append((time.perf_counter() - w0) / repeats[key])
+            cpu[key].append((time.process_time() - c0) / repeats[key])
+            if out is not None:
+                outputs[key] = out
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    results = []
+    for choice in choices:
+        explainer, batch_size, setup_s = tools[choice]
+        ferxai_s, bare_s = med[f"ferxai:{choice}"], med[f"bare:{choice}"]
+        ferxai_w, lime_w = outputs[f"ferxai:{choice}"], outputs["lime"]
+        record = explainer.forward_record or {}
+        results.append({
+            "network": row["network"], "size": row["size"], "samples": row["samples"],
+            "superpixels": int(segments.max()) + 1, "device": str(device),
+            "threads": torch.get_num_threads(), "precision": explainer.precision,
+            "cpu_forward": choice, "forward_path": record.get("path", choice),
+            "ferxai_batch_size": batch_size, "lime_batch_size": args.lime_batch_size,
+            "forward_batches": math.ceil(row["samples"] / batch_size), "rounds": args.rounds,
+            "repeats": {"lime": repeats["lime"], "ferxai": repeats[f"ferxai:{choice}"],
+                        "bare": repeats[f"bare:{choice}"]},
+            "lime_package_s": round(med["lime"], 3), "ferxai_s": round(ferxai_s, 3),
+            "speedup": round(med["lime"] / ferxai_s, 2),
+            "bare_forward_s": round(bare_s, 3),
+            "ferxai_over_bare_forward": round(ferxai_s / bare_s, 3),
+            "lime_package_cpu_s": round(med_cpu["lime"], 3),
+            "ferxai_cpu_s": round(med_cpu[f"ferxai:{choice}"], 3),
+            "bare_forward_cpu_s": round(med_cpu[f"bare:{choice}"], 3),
+            "ferxai_over_bare_forward_cpu": round(
+                med_cpu[f"ferxai:{choice}"] / max(med_cpu[f"bare:{choice}"], 1e-9), 3),
+            "ferxai_setup_s": round(setup_s, 2),
+            "weights_max_abs_diff": float(np.abs(ferxai_w - lime_w).max()),
+            "weights_correlation": correlation(ferxai_w, lime_w),
+            "wall_s": {k: [round(x, 3) for x in v] for k, v in wall.items()},
+        })  # fmt: skip
+    return results
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson r, None where one side is constant (a network whose output ignores the image)."""
+    if a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| network | px | samples | lime s | ferxai s | speed-up | bare forward s (batch) "
+        "| ferxai / bare | max \\|Δw\\| | forward path |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['network']} | {r['size']} | {r['samples']} | {r['lime_package_s']:.2f} "
+            f"| {r['ferxai_s']:.2f} | {r['speedup']:.2f}× "
+            f"| {r['bare_forward_s']:.2f} ({r['ferxai_batch_size']}) "
+            f"| {r['ferxai_over_bare_forward']:.2f} | {r['weights_max_abs_diff']:.1e} "
+            f"| {r['forward_path']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    from ferxai.device import configure_threads, select_device
+
+    configure_threads(args.threads)
+    device = select_device(args.device)
+    choices = cpu_forward_choices(args)
+    started = time.perf_counter()
+    results = []
+    for row in plan_rows(args):
+        t0 = time.perf_counter()
+        for result in measure_row(row, choices, args, device):
+            results.append(result)
+            summary = {k: v for k, v in result.items() if k != "wall_s"}
+            print(json.dumps(summary), flush=True)
+        print(f"# {row['network']} {row['size']} px: {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr, flush=True)  # fmt: skip
+    print(f"# total {time.perf_counter() - started:.0f} s, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)  # fmt: skip
+    if args.markdown:
+        print(markdown(results))
     if args.json:
         from ferxai.io import write_json
 
-        write_json(args.json, numbers)
+        write_json(args.json, {"rows": results, "argv": sys.argv[1:]})
+    return results
 
 
 if __name__ == "__main__":

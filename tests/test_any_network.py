@@ -75,9 +75,11 @@ def test_dry_run_trains_the_timm_net_and_not_the_model_trained_elsewhere(tmp_pat
     text = proc.stdout + proc.stderr
     counts = job_counts(text)
     assert counts["train"] == 2, text[-3000:]  # test_resnet x 2 folds; none for MyNet
-    assert counts["evaluate"] == 4 and counts["attribute"] == 4  # MyNet in every fold
-    assert "ferxai train --model MyNet" not in text
-    assert "ferxai train --model test_resnet --fold 1" in text
+    # evaluation.in_training_job (default): test_resnet is evaluated inside its train jobs, MyNet
+    # (no train job) by rule evaluate in every fold
+    assert counts["evaluate"] == 2 and counts["attribute"] == 4
+    assert not re.search(r"ferxai train(-evaluate)? --model MyNet", text)
+    assert "ferxai train-evaluate --model test_resnet --fold 1" in text
     weights = re.escape(str(tmp_path / "mynet.pth"))
     order = " ".join(HEAD_ORDER)
     flags = f"--arch test_efficientnet --class-order {order}"

@@ -122,7 +122,10 @@ def test_one_networks_epochs_rerun_only_that_network(complete_run):
     rules = {rule for rule, _ in jobs}
     trained = sorted((w["model"], int(w["fold"])) for r, w in jobs if r == "train")
     assert trained == [(network, k) for k in range(1, folds + 1)]
-    assert {"train", "evaluate", "select_positives", "attribute", "normalize"} <= rules
+    # evaluation.in_training_job (default true): rule train evaluates too, no evaluate job
+    merged = (config.get("evaluation") or {}).get("in_training_job", True)
+    assert {"train", "select_positives", "attribute", "normalize"} <= rules
+    assert ("evaluate" in rules) != merged, sorted(rules)
     for rule, wildcards in jobs:
         if rule in PER_NETWORK:
             assert wildcards.get("model") == network, (rule, wildcards)
@@ -141,15 +144,26 @@ def test_comparison_threshold_reruns_only_comparison_and_report(complete_run):
     assert rules <= DOWNSTREAM, f"not downstream of the threshold: {rules - DOWNSTREAM}"
 
 
-def rule_commands() -> dict[str, str]:
-    """rule → the ferxai command it runs, read from workflow/rules/*.smk: each rule's code version
-    must be its own command's (``code=code_version("cmd")`` beside ``ferxai cmd``)."""
-    commands = {}
+def rule_commands() -> dict[str, set[str]]:
+    """rule → the ferxai commands it runs, read from workflow/rules/*.smk: each rule's code version
+    must be its own command's (``code=code_version("cmd")`` beside ``ferxai cmd``). A rule defined
+    in both branches of an ``if`` (rule train, by evaluation.in_training_job) has one per branch."""
+    commands: dict[str, set[str]] = {}
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=rule |use rule )", smk.read_text(), flags=re.M)[1:]:
+        text = smk.read_text()
+        for block in re.split(r"^(?=[ \t]*(?:rule |use rule ))", text, flags=re.M)[1:]:
+            indent = block[: len(block) - len(block.lstrip(" "))]
+            lines = block.splitlines()
+            # the rule's own lines: a line indented less than its body ends it (else:, a comment)
+            body = [lines[0][len(indent) :]]
+            for line in lines[1:]:
+                if line.strip() and not line.startswith(indent + " "):
+                    break
+                body.append(line[len(indent) :])
+            block = "\n".join(body)
             if block.startswith("use rule "):
                 parent, name = re.match(r"use rule (\w+) as (\w+)", block).groups()
-                commands[name] = commands[parent]
+                commands.setdefault(name, set()).update(commands[parent])
                 continue
             name = re.match(r"rule (\w+):", block).group(1)
             version = re.search(r'code=code_version\("([\w-]+)"\)', block)
@@ -157,9 +171,19 @@ def rule_commands() -> dict[str, str]:
             shell = re.findall(r"ferxai ([\w-]+)", shell_part)
             if version:
                 assert shell and set(shell) == {version.group(1)}, (smk.name, name, shell)
-                commands[name] = version.group(1)
+                commands.setdefault(name, set()).add(version.group(1))
             elif shell:
                 raise AssertionError(f"{smk.name}: rule {name} runs ferxai without code_version")
+    return commands
+
+
+def _run_commands(workdir: Path, env: dict) -> dict[str, set[str]]:
+    """rule → the ferxai commands its jobs ran in the finished run (``--detailed-summary``'s
+    shellcmd column): which definition of a rule defined twice was used."""
+    summary = snakemake(workdir, TEST_CONFIG, "--detailed-summary", env=env).splitlines()
+    commands: dict[str, set[str]] = {}
+    for row in (line.split("\t") for line in summary[1:] if line.count("\t") >= 6):
+        commands.setdefault(row[2], set()).update(re.findall(r"ferxai ([\w-]+)", row[5]))
     return commands
 
 
@@ -167,7 +191,8 @@ def test_every_rule_versions_the_command_it_runs():
     from ferxai.cli import COMMANDS
 
     commands = rule_commands()
-    assert set(commands.values()) <= set(COMMANDS)
+    assert set().union(*commands.values()) <= set(COMMANDS)
+    assert commands["train"] == {"train", "train-evaluate"}  # by evaluation.in_training_job
     assert {"train", "attribute_randomized", "compare", "figures"} <= set(commands)
 
 
@@ -197,8 +222,12 @@ def test_editing_any_module_reruns_exactly_the_rules_that_import_it(complete_run
     }
     summary = snakemake(workdir, TEST_CONFIG, "--summary", env=env).splitlines()
     in_run = {line.split("\t")[2] for line in summary[1:] if line.count("\t") >= 4}
-    uses = {rule: set(command_modules(cmd)) for rule, cmd in rule_commands().items()
-            if rule in in_run}  # fmt: skip
+    ran = _run_commands(workdir, env)
+    uses = {}
+    for rule, commands in rule_commands().items():
+        if rule in in_run:
+            (command,) = commands if len(commands) == 1 else commands & ran[rule]
+            uses[rule] = set(command_modules(command))
     uses["run_config"] = set(closure("ferxai.io"))  # its run: block writes with ferxai.io
     assert not _changed_rules(workdir, env), "the copy must change nothing by itself"
     mismatches = []

@@ -230,14 +230,18 @@ def test_heavy_jobs_went_through_sbatch_under_the_run_uuid(runs):
 
 def test_gpu_rules_asked_for_one_gpu_and_cpu_rules_for_none(runs):
     rules = {rule for rule, _ in runs["calls"]}
-    assert GPU_RULES <= rules, f"GPU rules not submitted: {GPU_RULES - rules}"
+    # evaluation.in_training_job (default true): rule train evaluates too, no evaluate job
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    merged = (config.get("evaluation") or {}).get("in_training_job", True)
+    expected = GPU_RULES - {"evaluate"} if merged else GPU_RULES
+    assert expected <= rules, f"GPU rules not submitted: {expected - rules}"
     assert QUEUE_CPU_RULES <= rules, f"CPU rules not submitted: {QUEUE_CPU_RULES - rules}"
     assert not rules & LOCAL_RULES, f"localrules reached the queue: {rules & LOCAL_RULES}"
     for rule, argv in runs["calls"]:
         gpu_flags = [a for a in argv if a.startswith("--gpus") or a.startswith("--gres")]
         if rule in GPU_RULES:
             assert gpu_flags == ["--gpus=1"], (rule, argv)
-            assert "--cpus-per-gpu=2" in argv, (rule, argv)
+            assert "--cpus-per-gpu=1" in argv, (rule, argv)  # the overlay's, = threads
         else:
             assert gpu_flags == [], (rule, argv)
         assert argv[argv.index("-p") + 1] == "debug", (rule, argv)

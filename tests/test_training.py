@@ -157,6 +157,7 @@ def test_cli_train_writes_a_weights_only_state_dict(data, tmp_path):
     assert (out / "checkpoints" / "last.ckpt").exists() and (
         out / "checkpoints" / "best.ckpt"
     ).exists()
+    assert (out / "checkpoints" / "last.ckpt").is_symlink()  # no validation: not a second copy
     bad = argv.copy()
     bad[2] = "NotANet"
     assert main(bad) == 2

@@ -71,11 +71,19 @@ def test_ruff_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_default_dry_run_lists_every_rule(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "config" / "config.yaml")
+@pytest.mark.parametrize("in_training_job", [True, False])
+def test_default_dry_run_lists_every_rule(tmp_path, in_training_job):
+    """evaluation.in_training_job (default): train also evaluates, no evaluate job; else both."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.setdefault("evaluation", {})["in_training_job"] = in_training_job
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=path)
     listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-    missing = RULES - listed - {"all"}
+    expected = RULES - {"all"} - ({"evaluate"} if in_training_job else set())
+    missing = expected - listed
     assert not missing, f"rules missing from the dry run: {missing}\n{proc.stdout}"
+    assert ("evaluate" in listed) != in_training_job, proc.stdout
 
 
 def test_default_dag_fans_out_over_networks_folds_expressions(tmp_path):

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("ferxai.training", "train one network on one fold (Lightning)"),
     "evaluate": ("ferxai.evaluation", "evaluate a trained network on its test fold"),
+    "train-evaluate": (
+        "ferxai.train_evaluate",
+        "train, then evaluate, one network on one fold in one process",
+    ),
     "positives": ("ferxai.evaluation", "select the images to explain per expression"),
     "accuracy": ("ferxai.summary", "accuracy table and figure of every network and fold"),
     "attribute": (
@@ -109,7 +113,7 @@ def record_provenance(args: argparse.Namespace) -> None:
     output_flags = getattr(args, "provenance_outputs", ())
     skip = NOT_SETTINGS | {d for d in (*input_flags, *output_flags) if isinstance(d, str)}
     settings = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    for key in ("settings", "plan", "attrs"):
+    for key in ("settings", "eval_settings", "plan", "attrs"):
         if isinstance(settings.get(key), str) and settings[key].lstrip()[:1] in "[{":
             settings[key] = json.loads(settings[key])
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}

@@ -177,6 +177,11 @@ def _onnxruntime(model: torch.nn.Module, example: torch.Tensor) -> Forward:
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # No busy-waiting between runs: ORT's idle threads would otherwise spin on the cores that
+    # torch needs for the work between batches (LIME's perturbations and ridge, evaluation's
+    # bookkeeping) and on those other jobs use: demo LIME calls ran 1.15-1.8x faster without it
+    # on 2 shared cores (load 4-6; bench/lime_vs_lime_package.py, docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def forward(x: torch.Tensor) -> torch.Tensor:

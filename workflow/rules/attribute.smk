@@ -16,7 +16,7 @@ rule attribute:
         f"{R}/benchmarks/attribute/{ATTRIBUTE_JOB}.tsv"
     conda:
         "../envs/ferxai.yaml"
-    threads: 2
+    threads: JOB_THREADS
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
         input_size=lambda wildcards: input_size(wildcards.model),

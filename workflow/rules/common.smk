@@ -37,9 +37,26 @@ NETWORKS = config["networks"]["names"]
 FOLDS = list(range(1, config["data"]["folds"] + 1))
 METHODS = config["attribution"]["methods"]
 SANITY_FOLDS = config["sanity"]["folds"] if config["sanity"]["enabled"] else []
+# Threads of the per-network jobs (train, evaluate, attribute) on a local run: one, so that `--cores
+# N` runs N of them side by side. Their start-up (imports) is single-threaded and their batches are
+# small: on the demo's 2 cores two 1-thread jobs keep both cores busy, where one 2-thread job used
+# ~1.5 (docs/benchmarks.md). Clusters set their own (profiles/slurm: set-threads); a long local job
+# on big data can take more with --set-threads train=8.
+JOB_THREADS = 1
+
 # Models trained elsewhere (networks.overrides.NAME.trained_weights): no train job; every fold
 # evaluates and explains the same weights on its own test images.
 TRAINED_ELSEWHERE = trained_networks(config)
+# evaluation.in_training_job: the train jobs evaluate too, in the same process (ferxai
+# train-evaluate), one interpreter start-up per network and fold instead of two; the evaluate jobs
+# then evaluate only the models trained elsewhere. Each rule's {model} is limited to its networks
+# ("(?!)" matches none).
+EVAL_IN_TRAINING = config["evaluation"]["in_training_job"]
+TRAINED_HERE = "|".join(re.escape(m) for m in NETWORKS if m not in TRAINED_ELSEWHERE)
+EVALUATED_ALONE = "|".join(
+    re.escape(m) for m in NETWORKS if m in TRAINED_ELSEWHERE or not EVAL_IN_TRAINING
+)
+TRAINED_HERE, EVALUATED_ALONE = TRAINED_HERE or "(?!)", EVALUATED_ALONE or "(?!)"
 # Pre-trained weights the local rule fetch_weights downloads once into the weight cache.
 WEIGHTS_CACHE = weights_cache(config)
 FETCHED = {
@@ -77,6 +94,35 @@ def input_size(model):
         return resolve_input_size(settings.get("arch") or model, settings["input_size"])
     except ConfigError as exc:
         raise WorkflowError(f"networks.overrides.{model}: {exc}") from None
+
+
+def evaluation_settings(wildcards):
+    return settings_json(
+        {
+            "input_size": input_size(wildcards.model),
+            "device": config["device"],
+            "precision": config["precision"],
+            "batch_size": config["evaluation"]["batch_size"],
+            "cpu_forward": config["cpu_forward"],
+        }
+    )
+
+
+def evaluation_outputs():
+    """The files an evaluation writes (rule evaluate, or rule train with evaluation in it)."""
+    folder = f"{R}/eval/{{model}}/fold{{fold}}"
+    return {
+        "predictions": f"{folder}/predictions.csv",
+        "metrics": f"{folder}/metrics.json",
+        "confusion": f"{folder}/confusion.csv",
+        "confusion_png": report(
+            f"{folder}/confusion.png",
+            caption="../report/confusion.rst",
+            category="2. Networks",
+            subcategory="Confusion matrices",
+            labels={"network": "{model}", "fold": "{fold}"},
+        ),
+    }
 
 
 def get_weights(wildcards):

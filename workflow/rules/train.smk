@@ -15,31 +15,71 @@ rule fetch_weights:
         "ferxai fetch-weights --model {wildcards.arch} --out {output.weights} > {log} 2>&1"
 
 
-rule train:
-    input:
-        dataset=rules.prepare_dataset.output.dataset,
-        folds=rules.folds.output.folds,
-        pretrained=get_fetched_weights,
-    output:
-        weights=f"{R}/models/{{model}}/fold{{fold}}/model.pt",
-        history=f"{R}/models/{{model}}/fold{{fold}}/history.csv",
-    log:
-        f"{R}/logs/train/{{model}}_fold{{fold}}.log",
-    benchmark:
-        f"{R}/benchmarks/train/{{model}}_fold{{fold}}.tsv"
-    conda:
-        "../envs/ferxai.yaml"
-    threads: 2
-    params:
-        settings=training_settings,
-        code=code_version("train"),
-    # exec: ferxai replaces the shell, so a SIGTERM (SLURM time limit, preemption, scancel)
-    # reaches it with no shell dying first; it finishes or stops its epoch, checkpoints and exits
-    # 143, and Snakemake's retry resumes it (docs/hpc.md).
-    shell:
-        "FERXAI_THREADS={threads} exec ferxai train --model {wildcards.model} --fold {wildcards.fold} "
-        "--dataset {input.dataset} --folds {input.folds} --settings '{params.settings}' "
-        "--out-dir $(dirname {output.weights}) > {log} 2>&1"
+# evaluation.in_training_job (the default): the training job evaluates its model too, in the
+# same process (ferxai train-evaluate), saving one interpreter start-up with its torch/timm imports
+# per network and fold. The price: its params hold the evaluation settings and code version, so
+# changing those reruns the training; false keeps two jobs. Either way rule evaluate evaluates the
+# models trained elsewhere, which have no train job. One log and benchmark: the train ones.
+if EVAL_IN_TRAINING:
+
+    rule train:
+        input:
+            dataset=rules.prepare_dataset.output.dataset,
+            folds=rules.folds.output.folds,
+            pretrained=get_fetched_weights,
+        output:
+            **evaluation_outputs(),
+            weights=f"{R}/models/{{model}}/fold{{fold}}/model.pt",
+            history=f"{R}/models/{{model}}/fold{{fold}}/history.csv",
+        log:
+            f"{R}/logs/train/{{model}}_fold{{fold}}.log",
+        benchmark:
+            f"{R}/benchmarks/train/{{model}}_fold{{fold}}.tsv"
+        wildcard_constraints:
+            model=TRAINED_HERE,
+        conda:
+            "../envs/ferxai.yaml"
+        threads: JOB_THREADS
+        params:
+            settings=training_settings,
+            eval_settings=evaluation_settings,
+            code=code_version("train-evaluate"),
+        # exec, as in the separate rule below: signals reach ferxai (docs/hpc.md). A failed job
+        # loses model.pt with the other outputs; its checkpoints stay, and the retry resumes.
+        shell:
+            "FERXAI_THREADS={threads} exec ferxai train-evaluate --model {wildcards.model} "
+            "--fold {wildcards.fold} --dataset {input.dataset} --folds {input.folds} "
+            "--settings '{params.settings}' --out-dir $(dirname {output.weights}) "
+            "--eval-settings '{params.eval_settings}' "
+            "--eval-out-dir $(dirname {output.predictions}) > {log} 2>&1"
+
+else:
+
+    rule train:
+        input:
+            dataset=rules.prepare_dataset.output.dataset,
+            folds=rules.folds.output.folds,
+            pretrained=get_fetched_weights,
+        output:
+            weights=f"{R}/models/{{model}}/fold{{fold}}/model.pt",
+            history=f"{R}/models/{{model}}/fold{{fold}}/history.csv",
+        log:
+            f"{R}/logs/train/{{model}}_fold{{fold}}.log",
+        benchmark:
+            f"{R}/benchmarks/train/{{model}}_fold{{fold}}.tsv"
+        conda:
+            "../envs/ferxai.yaml"
+        threads: JOB_THREADS
+        params:
+            settings=training_settings,
+            code=code_version("train"),
+        # exec: ferxai replaces the shell, so a SIGTERM (SLURM time limit, preemption, scancel)
+        # reaches it with no shell dying first; it finishes or stops its epoch, checkpoints and
+        # exits 143, and Snakemake's retry resumes it (docs/hpc.md).
+        shell:
+            "FERXAI_THREADS={threads} exec ferxai train --model {wildcards.model} --fold {wildcards.fold} "
+            "--dataset {input.dataset} --folds {input.folds} --settings '{params.settings}' "
+            "--out-dir $(dirname {output.weights}) > {log} 2>&1"
 
 
 rule evaluate:
@@ -48,33 +88,18 @@ rule evaluate:
         dataset=rules.prepare_dataset.output.dataset,
         folds=rules.folds.output.folds,
     output:
-        predictions=f"{R}/eval/{{model}}/fold{{fold}}/predictions.csv",
-        metrics=f"{R}/eval/{{model}}/fold{{fold}}/metrics.json",
-        confusion=f"{R}/eval/{{model}}/fold{{fold}}/confusion.csv",
-        confusion_png=report(
-            f"{R}/eval/{{model}}/fold{{fold}}/confusion.png",
-            caption="../report/confusion.rst",
-            category="2. Networks",
-            subcategory="Confusion matrices",
-            labels={"network": "{model}", "fold": "{fold}"},
-        ),
+        **evaluation_outputs(),
     log:
         f"{R}/logs/evaluate/{{model}}_fold{{fold}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}_fold{{fold}}.tsv"
+    wildcard_constraints:
+        model=EVALUATED_ALONE,
     conda:
         "../envs/ferxai.yaml"
-    threads: 2
+    threads: JOB_THREADS
     params:
-        settings=lambda wildcards: settings_json(
-            {
-                "input_size": input_size(wildcards.model),
-                "device": config["device"],
-                "precision": config["precision"],
-                "batch_size": config["evaluation"]["batch_size"],
-                "cpu_forward": config["cpu_forward"],
-            }
-        ),
+        settings=evaluation_settings,
         model_flags=model_flags,
         code=code_version("evaluate"),
     shell:
@@ -86,7 +111,7 @@ rule evaluate:
 
 rule select_positives:
     input:
-        predictions=rules.evaluate.output.predictions,
+        predictions=f"{R}/eval/{{model}}/fold{{fold}}/predictions.csv",
     output:
         positives=expand(
             f"{R}/positives/{{{{model}}}}/fold{{{{fold}}}}/{{expression}}.csv",

@@ -1,18 +1,20 @@
 """LIME for images, numerically identical to ``lime.lime_image.LimeImageExplainer`` (lime 0.2.0.1).
 
 lime builds every perturbed image with numpy on the CPU and calls the network on batches of 10.
-Here the perturbations are built on the model's device from the segment map and the binary
-matrix, several images share each forward batch, and the weighted ridge of all images is solved in
-closed form at once. The arithmetic is lime's: same SLIC call, same ``RandomState`` draws, cosine
-distance to the all-ones vector, kernel ``sqrt(exp(-d² / w²))`` and ``Ridge(alpha=1)`` with
-intercept on all superpixels for the target class (``num_features=100000`` selects them all).
+Here the perturbations are built on the model's device (with numpy on the CPU) from the segment
+map and the binary matrix, several images share each forward batch, and the weighted ridge of all
+images is solved in closed form at once. The arithmetic is lime's: same SLIC call, same
+``RandomState`` draws, cosine distance to the all-ones vector, kernel ``sqrt(exp(-d² / w²))`` and
+``Ridge(alpha=1)`` with intercept on all superpixels for the target class
+(``num_features=100000`` selects them all).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,26 +188,67 @@ class LimeExplainer:
         segments: list[np.ndarray],
         batch_size: int,
     ) -> Explanation:
-        num_samples = self.settings["num_samples"]
-        n_features = [int(seg.max()) + 1 for seg in segments]
-        width = max(n_features)
-        masks = np.zeros((len(segments), num_samples, width), dtype=np.float64)
-        for i, (seed, count) in enumerate(zip(seeds, n_features)):
-            masks[i, :, :count] = sample_perturbations(seed, num_samples, count)
+        masks, n_features = self._masks(seeds, segments)
         segment_map = torch.from_numpy(np.stack(segments))
         probabilities = self._target_probabilities(images, target, segment_map, masks, batch_size)
 
-        masks_cpu = torch.from_numpy(masks)
-        counts = torch.tensor(n_features, dtype=torch.float64)
-        weights = kernel_weights(masks_cpu.sum(dim=2), counts, self.settings["kernel_width"])
-        coef, intercept = weighted_ridge(masks_cpu, probabilities, weights)
-        painted = torch.gather(coef, 1, segment_map.flatten(1)).view(segment_map.shape)
+        with _one_thread():  # (G, S, F) float64: tiny; parallel BLAS only waits for cores
+            masks_cpu = torch.from_numpy(masks)
+            counts = torch.tensor(n_features, dtype=torch.float64)
+            weights = kernel_weights(masks_cpu.sum(dim=2), counts, self.settings["kernel_width"])
+            coef, intercept = weighted_ridge(masks_cpu, probabilities, weights)
+            painted = torch.gather(coef, 1, segment_map.flatten(1)).view(segment_map.shape)
         return Explanation(
             maps=keep_sign(painted, self.settings["keep"]).float(),
             segments=segment_map,
             segment_weights=[c[:k].numpy() for c, k in zip(coef, n_features)],
             intercepts=intercept.numpy(),
         )
+
+    def _masks(
+        self, seeds: Sequence[int], segments: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, list[int]]:
+        """lime's binary rows of every image, zero-padded to the widest: (G, S, F) float64."""
+        num_samples = self.settings["num_samples"]
+        n_features = [int(seg.max()) + 1 for seg in segments]
+        masks = np.zeros((len(segments), num_samples, max(n_features)), dtype=np.float64)
+        for i, (seed, count) in enumerate(zip(seeds, n_features)):
+            masks[i, :, :count] = sample_perturbations(seed, num_samples, count)
+        return masks, n_features
+
+    def perturbed_batches(
+        self,
+        images: torch.Tensor,
+        segments: torch.Tensor,
+        masks: np.ndarray,
+        batch_size: int,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The forward batches of a group: ``(flat, batch)``, ``flat`` the rows' indices in
+        (image, sample) order and ``batch`` their perturbed images on the model's device.
+
+        The perturbation rows of all images in the group are laid end to end and cut into forward
+        batches; each batch is assembled on the device by gathering the binary row at every
+        pixel's superpixel: ``keep = row[segments]``, ``where(keep, image, hide_color)``. On the
+        CPU that is numpy, on one thread: torch's OpenMP workers would otherwise spin after it,
+        on the cores the forward pass (ONNX Runtime's threads) needs.
+        """
+        device = self.device
+        n_images, num_samples = masks.shape[:2]
+        if device.type == "cpu":
+            yield from _perturbed_batches_numpy(images, segments, masks, batch_size,
+                                                float(self.settings["hide_color"]))  # fmt: skip
+            return
+        images = images.to(device, torch.float32)
+        segments = segments.to(device).flatten(1)
+        rows_on = torch.from_numpy(masks).to(device=device, dtype=torch.bool)
+        hide = torch.tensor(float(self.settings["hide_color"]), device=device)
+        total = n_images * num_samples
+        for start in range(0, total, batch_size):
+            flat = torch.arange(start, min(start + batch_size, total), device=device)
+            image_index, row_index = flat // num_samples, flat % num_samples
+            keep = torch.gather(rows_on[image_index, row_index], 1, segments[image_index])
+            keep = keep.view(-1, 1, *images.shape[-2:])
+            yield flat, torch.where(keep, images[image_index], hide)
 
     @torch.inference_mode()
     def _target_probabilities(
@@ -216,29 +259,50 @@ class LimeExplainer:
         masks: np.ndarray,
         batch_size: int,
     ) -> torch.Tensor:
-        """Softmax probability of the target class for every perturbation, (G, S) float64.
-
-        The perturbation rows of all images in the group are laid end to end and cut into forward
-        batches; each batch is assembled on the device by gathering the binary row at every
-        pixel's superpixel: ``keep = row[segments]``, ``where(keep, image, hide_color)``.
-        """
-        device = self.device
+        """Softmax probability of the target class for every perturbation, (G, S) float64."""
         n_images, num_samples = masks.shape[:2]
-        images = images.to(device, torch.float32)
-        segments = segments.to(device).flatten(1)
-        rows_on = torch.from_numpy(masks).to(device=device, dtype=torch.bool)
-        targets = target.to(device)
-        hide = torch.tensor(float(self.settings["hide_color"]), device=device)
-        out = torch.empty(n_images * num_samples, dtype=torch.float64, device=device)
-        for start in range(0, n_images * num_samples, batch_size):
-            flat = torch.arange(start, min(start + batch_size, out.numel()), device=device)
-            image_index, row_index = flat // num_samples, flat % num_samples
-            keep = torch.gather(rows_on[image_index, row_index], 1, segments[image_index])
-            keep = keep.view(-1, 1, *images.shape[-2:])
-            batch = torch.where(keep, images[image_index], hide)
+        targets = target.to(self.device)
+        out = torch.empty(n_images * num_samples, dtype=torch.float64, device=self.device)
+        for flat, batch in self.perturbed_batches(images, segments, masks, batch_size):
             probs = self.forward(batch)
-            out[flat] = probs[torch.arange(len(flat), device=device), targets[image_index]].double()
+            rows = torch.arange(len(flat), device=self.device)
+            out[flat] = probs[rows, targets[flat // num_samples]].double()
         return out.view(n_images, num_samples).cpu()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for a moment: the ridge of a group is a few (S x F) float64 products,
+    which two threads only slow down (MKL wakes its workers; 0.24 vs 0.7-10 ms per group on 2
+    shared cores, measured for issue 17)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _perturbed_batches_numpy(
+    images: torch.Tensor, segments: torch.Tensor, masks: np.ndarray, batch_size: int, hide: float
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:meth:`LimeExplainer.perturbed_batches` on the CPU, with numpy (same values: a selection)."""
+    n_images, num_samples = masks.shape[:2]
+    height, width = images.shape[-2:]
+    pixels = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    segment_map = segments.cpu().flatten(1).numpy()
+    rows_on = masks.astype(bool)
+    hide_value = np.float32(hide)
+    total = n_images * num_samples
+    for start in range(0, total, batch_size):
+        flat = np.arange(start, min(start + batch_size, total))
+        image_index, row_index = flat // num_samples, flat % num_samples
+        keep = np.take_along_axis(rows_on[image_index, row_index], segment_map[image_index], 1)
+        batch = np.where(keep.reshape(-1, 1, height, width), pixels[image_index], hide_value)
+        yield torch.from_numpy(flat), torch.from_numpy(batch)
 
 
 def _default_seeds(seed: int, count: int, seeds: Sequence[int] | None) -> list[int]:

@@ -1,0 +1,91 @@
+"""Train one network on one fold, then evaluate it on its test fold: ``ferxai train-evaluate``.
+
+The two stages in one process (the workflow's ``evaluation.in_training_job``): the interpreter and
+its torch/timm imports start once per (network, fold) instead of twice. It calls
+:func:`ferxai.training.train`, then :func:`ferxai.evaluation.evaluate` on the ``model.pt`` it
+exported, so its outputs are byte for byte those of ``ferxai train`` followed by
+``ferxai evaluate`` with the same settings.
+
+Signals keep their meaning: during training as in ``ferxai train`` (finish or stop the epoch,
+checkpoint, exit 143); during evaluation the job exits 143 at once. Snakemake then removes the
+job's outputs (``model.pt`` among them), and its retry resumes from the complete checkpoint: no
+epoch is trained again, the weights are exported again and evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+
+from ferxai.evaluation import evaluate
+from ferxai.training import STOPPED_EXIT, train
+
+log = logging.getLogger(__name__)
+
+
+def train_evaluate(
+    network: str,
+    fold: int,
+    dataset_csv: str | os.PathLike,
+    folds_csv: str | os.PathLike,
+    settings,
+    out_dir: str | os.PathLike,
+    eval_settings,
+    eval_out_dir: str | os.PathLike,
+    threads: int | None = None,
+) -> dict | None:
+    """Train (``out_dir``: model.pt, history.csv), then evaluate (``eval_out_dir``: predictions,
+    metrics, confusion matrix and figure); return the metrics (None on a non-zero DDP rank)."""
+    weights = train(network, fold, dataset_csv, folds_csv, settings, out_dir, threads=threads)
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP rank: rank 0 exports and evaluates
+        return None
+    with _exit_on_signals(f"{network} fold {fold}"):
+        return evaluate(network, weights, fold, dataset_csv, folds_csv, eval_settings,
+                        eval_out_dir, threads=threads)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _exit_on_signals(label: str):
+    """SIGTERM/SIGUSR1 while evaluating: exit 143 with a message (the retry resumes from the
+    finished training's checkpoint and evaluates again)."""
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        log.warning("%s: %s while evaluating; stopping (the rerun resumes from the complete "
+                    "checkpoint and evaluates again).", label, name)  # fmt: skip
+        raise SystemExit(STOPPED_EXIT)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def cli_train_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="network name, e.g. WeiNet (see docs)")
+    parser.add_argument("--fold", required=True, type=int, help="test fold k (trains on the rest)")
+    parser.add_argument("--dataset", required=True, help="dataset.csv from `ferxai prepare`")
+    parser.add_argument("--folds", required=True, help="folds.csv from `ferxai folds`")
+    parser.add_argument("--settings", default="{}", help="training settings as a JSON object")
+    parser.add_argument("--out-dir", required=True, help="writes model.pt, history.csv there")
+    parser.add_argument("--eval-settings", default="{}",
+                        help="JSON: input_size, device, precision, batch_size, cpu_forward "
+                             "(`ferxai evaluate --settings`)")  # fmt: skip
+    parser.add_argument("--eval-out-dir", required=True,
+                        help="writes predictions/metrics/confusion there")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
+    parser.set_defaults(provenance_inputs=("dataset", "folds"),
+                        provenance_outputs=("out_dir", "eval_out_dir"))  # fmt: skip
+
+
+def cli_train_evaluate(args: argparse.Namespace) -> None:
+    train_evaluate(args.model, args.fold, args.dataset, args.folds, args.settings, args.out_dir,
+                   args.eval_settings, args.eval_out_dir, threads=args.threads)  # fmt: skip
