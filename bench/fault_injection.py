@@ -23,8 +23,10 @@ Prints a Markdown table: stage, fault, outcome, resumed, identical, files lost, 
 from __future__ import annotations
 
 import argparse
+import atexit
 import filecmp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,6 +302,7 @@ def local_env() -> dict:
     stub = Path(tempfile.mkdtemp(prefix="ferxai-local-bin-"))
     (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
     (stub / "scontrol").chmod(0o755)
+    atexit.register(shutil.rmtree, stub, True)
     return {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 

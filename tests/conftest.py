@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ VENV_BIN = Path(sys.executable).parent
 _NO_SLURM_BIN = Path(tempfile.mkdtemp(prefix="ferxai-local-bin-"))
 (_NO_SLURM_BIN / "scontrol").write_text("#!/bin/sh\nexit 1\n")
 (_NO_SLURM_BIN / "scontrol").chmod(0o755)
+atexit.register(shutil.rmtree, _NO_SLURM_BIN, True)  # one per session, not left in /tmp
 
 
 def local_env(base: dict | None = None) -> dict:
