@@ -15,15 +15,10 @@ epoch is trained again, the weights are exported again and evaluated.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
-import signal
 
 from ferxai.evaluation import evaluate
-from ferxai.training import STOPPED_EXIT, train
-
-log = logging.getLogger(__name__)
+from ferxai.training import exit_on_signals, train
 
 
 def train_evaluate(
@@ -42,28 +37,14 @@ def train_evaluate(
     weights = train(network, fold, dataset_csv, folds_csv, settings, out_dir, threads=threads)
     if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP rank: rank 0 exports and evaluates
         return None
-    with _exit_on_signals(f"{network} fold {fold}"):
+    # the retry resumes from the finished training's checkpoint: no epoch is trained again
+    with exit_on_signals(
+        f"{network} fold {fold}",
+        "while evaluating",
+        "the rerun resumes from the complete checkpoint and evaluates again",
+    ):
         return evaluate(network, weights, fold, dataset_csv, folds_csv, eval_settings,
                         eval_out_dir, threads=threads)  # fmt: skip
-
-
-@contextlib.contextmanager
-def _exit_on_signals(label: str):
-    """SIGTERM/SIGUSR1 while evaluating: exit 143 with a message (the retry resumes from the
-    finished training's checkpoint and evaluates again)."""
-
-    def stop(signum, frame):
-        name = signal.Signals(signum).name
-        log.warning("%s: %s while evaluating; stopping (the rerun resumes from the complete "
-                    "checkpoint and evaluates again).", label, name)  # fmt: skip
-        raise SystemExit(STOPPED_EXIT)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -399,7 +399,7 @@ def train(
     plan = resolve_plan(network, fold, settings, device)
 
     # a signal before fit (while the images load) exits at once: nothing to keep yet
-    with _exit_on_signals(f"{network} fold {fold}"):
+    with exit_on_signals(f"{network} fold {fold}"):
         split = read_fold_split(dataset_csv, folds_csv, fold)
         train_rows, val_rows = split_validation(split.train, settings.val_fraction, settings.seed)
         identity = _run_identity(plan, settings, ids_digest(split.train))
@@ -449,14 +449,15 @@ def train(
 
 
 @contextlib.contextmanager
-def _exit_on_signals(label: str):
-    """SIGTERM/SIGUSR1 before training starts: exit 143 with a message (no checkpoint is newer than
-    the one resumed from). During ``trainer.fit`` :class:`StopOnSignal` and Lightning handle them."""
+def exit_on_signals(label: str, when: str = "before training started",
+                    remedy: str = "rerun the job to train"):  # fmt: skip
+    """SIGTERM/SIGUSR1 outside ``trainer.fit`` (before training starts, or while
+    :mod:`ferxai.train_evaluate` evaluates): exit 143 with a message saying ``when`` and the
+    ``remedy``. During ``trainer.fit`` :class:`StopOnSignal` and Lightning handle them."""
 
     def stop(signum, frame):
         name = signal.Signals(signum).name
-        log.warning("%s: %s before training started; stopping (rerun the job to train).", label,
-                    name)  # fmt: skip
+        log.warning("%s: %s %s; stopping (%s).", label, name, when, remedy)
         raise SystemExit(STOPPED_EXIT)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}

@@ -276,9 +276,6 @@ def _one_thread() -> Iterator[None]:
     which two threads only slow down (MKL wakes its workers; 0.24 vs 0.7-10 ms per group on 2
     shared cores, measured for issue 17)."""
     threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
     torch.set_num_threads(1)
     try:
         yield
