@@ -21,14 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferxai.constants import EXPRESSIONS, NETWORKS
-from ferxai.group_test import default_groups, group_test
-from ferxai.io import Stack, write_stack
-from ferxai.localisation import bootstrap_iou, extended_metric_rows, iou_difference_rows
-from ferxai.pooling import pool_stacks
-from ferxai.similarity import cluster_images
-from ferxai.stability import clade_support
-from ferxai.thresholds import otsu_thresholds
+from ferxai.comparison.group_test import default_groups, group_test
+from ferxai.comparison.localisation import bootstrap_iou, extended_metric_rows, iou_difference_rows
+from ferxai.comparison.similarity import cluster_images
+from ferxai.comparison.stability import clade_support
+from ferxai.comparison.thresholds import otsu_thresholds
+from ferxai.core.constants import EXPRESSIONS, NETWORKS
+from ferxai.core.io import Stack, write_stack
+from ferxai.heatmaps.pooling import pool_stacks
 
 SHAPE = (275, 224)
 

@@ -1,4 +1,4 @@
-"""Cost of provenance records: sha256 throughput of ferxai.provenance.file_sha256 and the time of
+"""Cost of provenance records: sha256 throughput of ferxai.core.provenance.file_sha256 and the time of
 build() over a paper-sized attribution job's inputs (checkpoint + positives + dataset table).
 
     python bench/bench_provenance.py [--mb 256]
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ferxai import provenance
+from ferxai.core import provenance
 
 
 def main() -> None:

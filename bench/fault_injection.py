@@ -97,7 +97,7 @@ class Outcome:
 
 def workflow_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
     return [SNAKEMAKE, "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
-            str(workdir), "--configfile", str(configfile), *args]  # fmt: skip
+            str(workdir), "--configfile", str(configfile), *args]
 
 
 def run_workflow(
@@ -106,7 +106,7 @@ def run_workflow(
     return subprocess.run(
         workflow_command(workdir, configfile, *args), capture_output=True, text=True, cwd=workdir,
         env=env,
-    )  # fmt: skip
+    )
 
 
 def stage_processes(workdir: Path, subcommand: str | tuple[str, ...]) -> list[int]:
@@ -204,7 +204,7 @@ def completed_outcome(
         resumed = "yes" if "resuming from" in logs else "no"
     identical, lost = compare(reference / "results", workdir / "results", patterns)
     return Outcome(stage, fault, "completed", resumed, "yes" if identical else "NO", lost,
-                   partial_files(workdir))  # fmt: skip
+                   partial_files(workdir))
 
 
 def partial_files(workdir: Path) -> int:
@@ -235,16 +235,16 @@ def chain(
         cmd = workflow_command(workdir, configfile, "--cores", "2", "--rerun-incomplete", *force)
         with open(workdir / f"attempt{attempt}_{stage}.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=env)  # fmt: skip
+                                    start_new_session=True, env=env)
             reached[stage] = kill_at_stage(proc, workdir, stage, fault, timeout)
             proc.wait()
         finished = proc.returncode == 0
         note = " (after --forcerun)" if force else ""
         print(f"  {stage}: {'killed' if reached[stage] else 'not reached'}{note}", file=sys.stderr,
-              flush=True)  # fmt: skip
+              flush=True)
     run_workflow(workdir, "--unlock", configfile=configfile, env=env)
     final = run_workflow(workdir, "--cores", "2", "--rerun-incomplete", configfile=configfile,
-                         env=env)  # fmt: skip
+                         env=env)
     (workdir / "final.log").write_text(final.stdout + final.stderr)
     outcomes = []
     for stage in stages:
@@ -252,7 +252,7 @@ def chain(
             outcome = Outcome(stage, fault, "stage done before a kill landed", "-", "-", 0, 0)
         elif final.returncode != 0:
             outcome = Outcome(stage, fault, f"rerun FAILED ({final.returncode})", "-", "-", 0,
-                              partial_files(workdir))  # fmt: skip
+                              partial_files(workdir))
         else:
             outcome = completed_outcome(stage, fault, reference, workdir, STAGE_ARTIFACTS[stage])
         outcomes.append(outcome)

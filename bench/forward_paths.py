@@ -10,7 +10,7 @@ checked against eager fp32 (max |Δ softmax probability|), then the paths are ti
 (round r runs every path once, in a rotated order) so that load from other jobs hits them alike;
 images/s is the median over ``--rounds``. ``compile`` is inductor with freezing on the
 channels_last model, ``onnxruntime`` an ONNX export (TorchScript exporter, opset 17) run by ORT's
-CPU provider (``ferxai.forward``); their first call, the compilation or export, is reported apart
+CPU provider (``ferxai.networks.forward``); their first call, the compilation or export, is reported apart
 as set-up seconds (``--ort-path`` adds a folder holding onnxruntime and onnx to ``sys.path``). Prints a Markdown
 table; ``--out`` also writes the numbers as JSON. Weights are random (``pretrained=False``): speed
 does not depend on them.
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferxai.forward import build_path, count_layers, perturbed_examples
-from ferxai.models import create_model, list_models, resolve_input_size
+from ferxai.networks import create_model, list_models, resolve_input_size
+from ferxai.networks.forward import build_path, count_layers, perturbed_examples
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def demo_sizes() -> dict[str, int]:
 
 def faces(n: int, size: int, seed: int = 0) -> torch.Tensor:
     """``n`` synthetic faces (float32 NCHW in [0, 1]), the six expressions in turn."""
-    from ferxai.constants import EXPRESSIONS
+    from ferxai.core.constants import EXPRESSIONS
     from ferxai.data.face_model import make_subject
     from ferxai.data.synth import Pose, au_intensities, render_face
 
@@ -56,7 +56,7 @@ def faces(n: int, size: int, seed: int = 0) -> torch.Tensor:
         subject = make_subject(f"s{i}", rng)
         expression = EXPRESSIONS[i % len(EXPRESSIONS)]
         image, _ = render_face(subject, au_intensities(expression, rng), Pose.random(rng), size,
-                               rng, expressiveness=2.0)  # fmt: skip
+                               rng, expressiveness=2.0)
         out.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
     return torch.stack(out)
 
@@ -66,7 +66,7 @@ def bench_network(name: str, size: int, args) -> dict:
     model = create_model(name, input_size=size).eval()
     x = perturbed_examples(faces(min(args.batch, 24), size), args.batch, seed=1)
     row: dict = {"network": name, "px": size, "batch": args.batch, "layers": count_layers(model),
-                 "images_per_s": {}, "max_abs_dprob": {}, "setup_s": {}, "errors": {}}  # fmt: skip
+                 "images_per_s": {}, "max_abs_dprob": {}, "setup_s": {}, "errors": {}}
     forwards = {}
     with torch.inference_mode():
         reference = torch.softmax(build_path(model, "eager", x)(x), dim=1)
@@ -120,7 +120,7 @@ def bench_lime(name: str, size: int, args) -> dict:
     return {"network": name, "px": size, "images": args.lime_images, "samples": args.lime_samples,
             "seconds": {c: round(statistics.median(v), 2) for c, v in times.items()},
             "path": paths,
-            "max_abs_dmap": {c: float((m - reference).abs().max()) for c, m in maps.items()}}  # fmt: skip
+            "max_abs_dmap": {c: float((m - reference).abs().max()) for c, m in maps.items()}}
 
 
 def table(rows: list[dict], paths: list[str]) -> str:
@@ -139,7 +139,7 @@ def table(rows: list[dict], paths: list[str]) -> str:
         gain = speeds[best] / speeds["eager"] if "eager" in speeds and speeds else float("nan")
         setup = ", ".join(str(row["setup_s"].get(p, "-")) for p in ("compile", "onnxruntime"))
         lines.append(f"| {row['network']} | {row['px']} | " + " | ".join(cells)
-                     + f" | {setup} | {best} {gain:.2f}× |")  # fmt: skip
+                     + f" | {setup} | {best} {gain:.2f}× |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--paths", nargs="+", default=["eager", "channels_last", "onnxruntime",
-                                                         "compile"])  # fmt: skip
+                                                         "compile"])
     parser.add_argument("--ort-path", help="folder holding the onnxruntime package")
     parser.add_argument("--lime", nargs="*", help="time whole LIME calls for these cpu_forward "
-                        "values (e.g. eager auto) instead of bare forward paths")  # fmt: skip
+                        "values (e.g. eager auto) instead of bare forward paths")
     parser.add_argument("--lime-images", type=int, default=3)
     parser.add_argument("--lime-samples", type=int, default=150)
     parser.add_argument("--out", type=Path)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
         if args.out:
             args.out.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
-                                            "rows": rows}, indent=1))  # fmt: skip
+                                            "rows": rows}, indent=1))
     if not args.lime:
         print("\n" + table(rows, args.paths))
     return 0

@@ -7,7 +7,7 @@ networks, then project the GPU-hours of the paper-scale study. Run it through ``
 
 Per network, at its native input size (``--tiny``: 32 px, 75 / 71 for InceptionV3 / Xception):
 
-* training: ferxai's own step (``ferxai.training.FerClassifier.training_step`` and its optimizer:
+* training: ferxai's own step (``ferxai.networks.training.FerClassifier.training_step`` and its optimizer:
   the paper's Adam/RMSprop and learning rate), batch ``--train-batch`` (paper.yaml: 128), bf16
   autocast (Lightning's ``bf16-mixed``) and ``channels_last`` on a GPU, fp32 on a CPU; one epoch of
   ``--train-images`` random uint8 images already on the device (a loader is not what is measured),
@@ -42,10 +42,16 @@ import numpy as np
 import torch
 
 from ferxai.attribution import create_explainer
-from ferxai.constants import EXPRESSIONS
-from ferxai.device import autocast, configure_threads, resolve_precision, select_device
-from ferxai.models import create_model, list_models, min_input_size, model_info, resolve_input_size
-from ferxai.training import FerClassifier
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.device import autocast, configure_threads, resolve_precision, select_device
+from ferxai.networks import (
+    create_model,
+    list_models,
+    min_input_size,
+    model_info,
+    resolve_input_size,
+)
+from ferxai.networks.training import FerClassifier
 
 SCHEMA = "ferxai.gpu_check/1"
 # The paper's study: 12 networks x 5 folds; per fold 6 expressions x 100 explained test images.
@@ -63,14 +69,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="CI: tiny sizes, few samples/images")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="stop starting networks after this many seconds; the JSON is written")  # fmt: skip
+                        help="stop starting networks after this many seconds; the JSON is written")
     parser.add_argument("--networks", nargs="+", default=list_models())
     parser.add_argument("--train-images", type=int, help="images of the short epoch")
     parser.add_argument("--train-batch", type=int, help="training batch size (paper.yaml: 128)")
     parser.add_argument("--lime-images", type=int, help="images explained per network")
     parser.add_argument("--lime-samples", type=int, help="LIME samples per image (paper: 1000)")
     parser.add_argument("--dataset-images", type=int, default=DATASET_IMAGES,
-                        help="size of the paper-scale dataset for the projection")  # fmt: skip
+                        help="size of the paper-scale dataset for the projection")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: job's)")
     args = parser.parse_args(argv)
     for key, value in (TINY if args.tiny else FULL).items():
@@ -105,7 +111,7 @@ def faces(n: int, size: int) -> torch.Tensor:
     images = []
     for i in range(n):
         image, _ = render_face(make_subject(f"s{i}", rng), au_intensities(EXPRESSIONS[i % 6], rng),
-                               Pose.random(rng), size, rng, expressiveness=2.0)  # fmt: skip
+                               Pose.random(rng), size, rng, expressiveness=2.0)
         images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
     return torch.stack(images)
 
@@ -118,7 +124,7 @@ def bench_train(model, name: str, size: int, args, device, precision: str, time_
     """One short epoch of ferxai's training step; images/s over the steps after the warm-up."""
     info = model_info(name)
     cuda = device.type == "cuda"
-    if cuda:  # as ferxai.training._build_module: channels_last model and inputs on a GPU
+    if cuda:  # as ferxai.networks.training._build_module: channels_last model and inputs on a GPU
         model = model.to(memory_format=torch.channels_last)
     module = FerClassifier(model, info.optimizer, info.lr, seed=0, channels_last=cuda).to(device)
     optimizer = module.configure_optimizers()
@@ -155,7 +161,7 @@ def bench_train(model, name: str, size: int, args, device, precision: str, time_
     return {"batch_size": batch, "steps": done, "images": done * batch,
             "epoch_steps": steps, "warmup_s": round(warm_s, 3), "seconds": round(seconds, 3),
             "images_per_s": round(done * batch / seconds, 2),
-            "peak_memory_mib": peak_mib(device)}  # fmt: skip
+            "peak_memory_mib": peak_mib(device)}
 
 
 def bench_lime(model, size: int, args, device, precision: str):
@@ -183,7 +189,7 @@ def bench_lime(model, size: int, args, device, precision: str):
     return {"images": n, "samples": samples, "batch_size": batch, "warmup_s": round(warm_s, 3),
             "seconds": round(seconds, 3), "explanations_per_s": round(n / seconds, 4),
             "forward_images_per_s": round(n * samples / seconds, 1), "peak_memory_mib": peak,
-            "cpu_forward": (explainer.forward_record or {}).get("path")}  # fmt: skip
+            "cpu_forward": (explainer.forward_record or {}).get("path")}
 
 
 def _lime_batch(explainer, images, limit: int) -> int:
@@ -206,7 +212,7 @@ def project(rows: list[dict], args) -> dict:
         per_explanation = PAPER_SAMPLES / row["lime"]["samples"] / row["lime"]["explanations_per_s"]
         lime = explanations * per_explanation / 3600
         per_network[row["network"]] = {"epochs": epochs, "train_gpu_hours": round(t, 4),
-                                       "lime_gpu_hours": round(lime, 4)}  # fmt: skip
+                                       "lime_gpu_hours": round(lime, 4)}
         train_h, lime_h = train_h + t, lime_h + lime
     missing = [r["network"] for r in rows if r["network"] not in per_network]
     return {
@@ -232,11 +238,11 @@ def project(rows: list[dict], args) -> dict:
 
 def device_info(device: torch.device, threads: int) -> dict:
     info = {"type": device.type, "torch": torch.__version__, "threads": threads,
-            "host": platform.node(), "cpu": platform.processor() or platform.machine()}  # fmt: skip
+            "host": platform.node(), "cpu": platform.processor() or platform.machine()}
     if device.type == "cuda":
         info.update(name=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                     memory_gib=round(torch.cuda.get_device_properties(device).total_memory
-                                     / 2**30, 1))  # fmt: skip
+                                     / 2**30, 1))
     return info
 
 
@@ -252,13 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"schema": SCHEMA, "started": started.isoformat(timespec="seconds"),
               "device": device_info(device, threads), "tiny": args.tiny,
               "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
-              "networks": []}  # fmt: skip
+              "networks": []}
     rows = result["networks"]
     for index, name in enumerate(args.networks):
         elapsed = time.perf_counter() - clock
         size = input_size(name, args.tiny)
         row = {"network": name, "input_size": size, "precision": precision,
-               "memory_format": memory_format}  # fmt: skip
+               "memory_format": memory_format}
         rows.append(row)
         if elapsed > args.budget_s:
             row["skipped"] = f"budget of {args.budget_s:.0f} s spent"
@@ -281,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     projection = result["projection"]
     print(f"projection ({'tiny: not meaningful' if args.tiny else device.type}): "
           f"train {projection['train_gpu_hours']} + LIME {projection['lime_gpu_hours']} = "
-          f"{projection['total_gpu_hours']} GPU-hours; missing: {projection['missing']}")  # fmt: skip
+          f"{projection['total_gpu_hours']} GPU-hours; missing: {projection['missing']}")
     return 0 if result["complete"] else 1
 
 

@@ -49,25 +49,25 @@ PAPER_SAMPLES = 1000
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="*", default=None,
-                        help="default: all 12 (config/config.yaml networks.names)")  # fmt: skip
+                        help="default: all 12 (config/config.yaml networks.names)")
     parser.add_argument("--demo", action="store_true",
-                        help="sizes, samples, batch, cpu_forward from --config")  # fmt: skip
+                        help="sizes, samples, batch, cpu_forward from --config")
     parser.add_argument("--paper-rows", action="store_true",
-                        help="add WeiNet 64 px and ResNet50 224 px at 1000 samples")  # fmt: skip
+                        help="add WeiNet 64 px and ResNet50 224 px at 1000 samples")
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--samples", type=int, default=None, help="default 1000, --demo: config")
     parser.add_argument("--batch-size", type=int, default=None, help="ferxai's (default: auto)")
     parser.add_argument("--cpu-forward", nargs="+", default=None,
                         help="ferxai's forward path(s), a row each (default: the config's, "
-                             "channels_last)")  # fmt: skip
+                             "channels_last)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--lime-batch-size", type=int, default=10, help="lime's default is 10")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=1.0,
-                        help="repeat shorter calls inside a measurement")  # fmt: skip
+                        help="repeat shorter calls inside a measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print the rows as a table")
@@ -87,7 +87,7 @@ def plan_rows(args: argparse.Namespace) -> list[dict]:
     networks_cfg = config.get("networks", {})
     names = args.networks or networks_cfg.get("names")
     if not names:
-        from ferxai.models import list_models
+        from ferxai.networks import list_models
 
         names = list_models()
     rows = []
@@ -104,7 +104,7 @@ def plan_rows(args: argparse.Namespace) -> list[dict]:
         for name in names:
             rows.append({"network": name, "size": args.size,
                          "samples": args.samples or PAPER_SAMPLES,
-                         "batch": args.batch_size})  # fmt: skip
+                         "batch": args.batch_size})
     if args.paper_rows:
         for name, size in PAPER_ROWS:
             rows.append({"network": name, "size": size, "samples": PAPER_SAMPLES, "batch": None})
@@ -177,7 +177,7 @@ def ferxai_lime(model, image, segments, row, choice, args, device):
     explainer = create_explainer(
         "lime", model, num_samples=row["samples"], seed=args.seed, precision=args.precision,
         batch_size=row["batch"], cpu_forward=choice,
-    )  # fmt: skip
+    )
     images = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     target = torch.tensor([args.target])
 
@@ -213,7 +213,7 @@ def ferxai_lime(model, image, segments, row, choice, args, device):
 def measure_row(row: dict, choices: list[str], args, device) -> list[dict]:
     from ferxai.attribution.common import slic_segments
     from ferxai.attribution.settings import DEFAULT_SETTINGS
-    from ferxai.models import create_model
+    from ferxai.networks import create_model
 
     lime_settings = DEFAULT_SETTINGS["lime"]
     torch.manual_seed(args.seed)
@@ -290,7 +290,7 @@ def measure_row(row: dict, choices: list[str], args, device) -> list[dict]:
             "weights_max_abs_diff": float(np.abs(ferxai_w - lime_w).max()),
             "weights_correlation": correlation(ferxai_w, lime_w),
             "wall_s": {k: [round(x, 3) for x in v] for k, v in wall.items()},
-        })  # fmt: skip
+        })
     return results
 
 
@@ -320,7 +320,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    from ferxai.device import configure_threads, select_device
+    from ferxai.core.device import configure_threads, select_device
 
     configure_threads(args.threads)
     device = select_device(args.device)
@@ -334,13 +334,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             summary = {k: v for k, v in result.items() if k != "wall_s"}
             print(json.dumps(summary), flush=True)
         print(f"# {row['network']} {row['size']} px: {time.perf_counter() - t0:.0f} s",
-              file=sys.stderr, flush=True)  # fmt: skip
+              file=sys.stderr, flush=True)
     print(f"# total {time.perf_counter() - started:.0f} s, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)  # fmt: skip
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
     if args.markdown:
         print(markdown(results))
     if args.json:
-        from ferxai.io import write_json
+        from ferxai.core.io import write_json
 
         write_json(args.json, {"rows": results, "argv": sys.argv[1:]})
     return results

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from ferxai.device import autocast, select_device
-from ferxai.models import (
+from ferxai.core.device import autocast, select_device
+from ferxai.networks import (
     create_model,
     list_models,
     min_input_size,

@@ -26,8 +26,8 @@ import warnings  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ferxai.template import canonical_landmarks, canonical_points, mesh_points  # noqa: E402
-from ferxai.warp import get_warper, warp_to_canonical  # noqa: E402
+from ferxai.core.template import canonical_landmarks, canonical_points, mesh_points  # noqa: E402
+from ferxai.normalization.warp import get_warper, warp_to_canonical  # noqa: E402
 
 
 def make_inputs(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -31,9 +31,9 @@ import time
 import cv2
 import numpy as np
 
-from ferxai.constants import EXPRESSIONS
-from ferxai.template import canonical_points, mesh_points
-from ferxai.warp import _orientations, get_warper, warp_to_canonical
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.template import canonical_points, mesh_points
+from ferxai.normalization.warp import _orientations, get_warper, warp_to_canonical
 
 H, W = 275, 224
 
@@ -44,7 +44,7 @@ def astronaut_landmarks(size: int = 224, crop: float = 1.3) -> np.ndarray:
     import dlib
     from skimage import data
 
-    from ferxai.landmarks import DlibLandmarks
+    from ferxai.normalization.landmarks import DlibLandmarks
 
     image = data.astronaut()
     box = dlib.get_frontal_face_detector()(image, 1)[0]
@@ -76,7 +76,7 @@ def synthetic_faces(subjects: int, size: int, seed: int = 0):
 
 
 def dlib_landmarks(images: np.ndarray) -> np.ndarray:
-    from ferxai.landmarks import DlibLandmarks
+    from ferxai.normalization.landmarks import DlibLandmarks
 
     source = DlibLandmarks()
     return np.stack([source(image) for image in images])
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--crop", type=float, default=1.3, help="astronaut crop / detector box")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()
-    from ferxai.groundtruth import ekman_masks
+    from ferxai.comparison.groundtruth import ekman_masks
 
     masks = {e: np.asarray(m, bool) for e, m in ekman_masks().items()}
     rng = np.random.default_rng(args.seed)

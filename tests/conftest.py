@@ -109,7 +109,7 @@ def _start_slurm(base: str) -> None:
     started = subprocess.run(
         ["bash", str(SLURM_SCRIPTS / "start_slurm.sh")], env=env, capture_output=True, text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     if started.returncode != 0:
         pytest.fail(f"start_slurm.sh failed:\n{started.stderr[-4000:]}")
 
@@ -124,4 +124,4 @@ def slurm_cluster():
         subprocess.run(
             ["bash", str(SLURM_SCRIPTS / "stop_slurm.sh")],
             env={**os.environ, "FERXAI_SLURM_BASE": base}, capture_output=True, timeout=300,
-        )  # fmt: skip
+        )

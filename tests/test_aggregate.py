@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from ferxai.cli import main
-from ferxai.errors import DataError
-from ferxai.heatmaps import read_heatmap, stretch, to_uint8, write_heatmap
-from ferxai.io import Stack, read_png_gray, write_stack
-from ferxai.pooling import NO_IMAGES_REASON, pool_stacks
+from ferxai.core.errors import DataError
+from ferxai.core.io import Stack, read_png_gray, write_stack
+from ferxai.heatmaps.heatmap import read_heatmap, stretch, to_uint8, write_heatmap
+from ferxai.heatmaps.pooling import NO_IMAGES_REASON, pool_stacks
 
 SHAPE = (275, 224)
 

@@ -151,10 +151,10 @@ def test_fetch_weights_fills_the_cache_the_training_jobs_read_offline(tmp_path):
     env = local_env()
     # offline, and any attempt to reach a server fails at once
     env.update(HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1", HTTPS_PROXY="http://127.0.0.1:9",
-               HTTP_PROXY="http://127.0.0.1:9")  # fmt: skip
+               HTTP_PROXY="http://127.0.0.1:9")
     config = write_config(tmp_path, names=[arch], overrides={}, weights_cache="cache",
                           defaults={"epochs": 1, "batch_size": 16, "input_size": 32,
-                                    "pretrained": True})  # fmt: skip
+                                    "pretrained": True})
     cached = tmp_path / "cache" / f"{arch}.safetensors"
     proc = snakemake(tmp_path, "-n", configfile=config, env=env)
     assert job_counts(proc.stdout)["fetch_weights"] == 1  # once, for both folds' train jobs

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ferxai.cli import main
-from ferxai.errors import DataError
-from ferxai.io import read_stack, write_csv, write_png
+from ferxai.core.errors import DataError
+from ferxai.core.io import read_stack, write_csv, write_png
 
 NETWORK = "WeiNet"
 SIZE = 32
@@ -34,7 +34,7 @@ def job_files(tmp_path_factory) -> dict[str, Path]:
     """Three real-image crops, their dataset table, WeiNet weights and the positives of 'Fear'."""
     from skimage.data import astronaut
 
-    from ferxai.models import create_model
+    from ferxai.networks import create_model
 
     root = tmp_path_factory.mktemp("attribute")
     image = astronaut()
@@ -45,7 +45,7 @@ def job_files(tmp_path_factory) -> dict[str, Path]:
         rows.append(
             dict(image_id=f"s{i}/img{i}", path=str(path), expression="Fear", label=2,
                  subject=f"s{i}", width=200, height=200, landmarks="", sha1="x")
-        )  # fmt: skip
+        )
     write_csv(root / "dataset.csv", rows, DATASET_COLUMNS)
     positives = [
         dict(image_id=r["image_id"], true_label=2, predicted=2, probability=0.9) for r in rows
@@ -64,14 +64,14 @@ def job_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def run(files, out: Path, *extra: str, positives: str = "positives", method="lime",
-        settings='{"num_samples": 24}', weights: str | None = None) -> int:  # fmt: skip
+        settings='{"num_samples": 24}', weights: str | None = None) -> int:
     return main([
         "attribute", "--model", NETWORK, "--weights", weights or str(files["weights"]),
         "--input-size", str(SIZE), "--dataset", str(files["dataset"]),
         "--positives", str(files[positives]), "--expression", "Fear", "--fold", "2",
         "--method", method, "--settings", settings, "--seed", "5", "--out", str(out),
         "--device", "cpu", "--threads", "1", *extra,
-    ])  # fmt: skip
+    ])
 
 
 def test_lime_stack_contents_and_provenance(job_files, tmp_path):
@@ -90,7 +90,7 @@ def test_lime_stack_contents_and_provenance(job_files, tmp_path):
     digest = hashlib.sha256(job_files["weights"].read_bytes()).hexdigest()
     assert attrs["checkpoint_sha256"] == digest
     assert (attrs["method"], attrs["network"], attrs["fold"], attrs["expression"]) == (
-        "lime", NETWORK, 2, "Fear")  # fmt: skip
+        "lime", NETWORK, 2, "Fear")
     assert attrs["settings"]["num_samples"] == 24 and attrs["settings"]["n_segments"] == 30
     assert attrs["settings"]["seed"] == 5 and attrs["seed"] == 5
     assert attrs["precision"] == "fp32" and attrs["device"] == "cpu"
@@ -119,7 +119,7 @@ def test_randomized_model_changes_the_maps(job_files, tmp_path):
     ("method", "settings", "has_segments"),
     [("gradcam", '{"layer": null}', False), ("occlusion", '{"window": 8, "stride": 8}', False),
      ("kernel_shap", '{"num_samples": 16}', True)],
-)  # fmt: skip
+)
 def test_other_methods_write_stacks(job_files, tmp_path, method, settings, has_segments):
     out = tmp_path / f"{method}.h5"
     assert run(job_files, out, method=method, settings=settings) == 0
@@ -152,16 +152,16 @@ def test_missing_weights_is_a_user_error(job_files, tmp_path, capsys):
 
 def test_job_killed_while_writing_leaves_no_stack(job_files, tmp_path, monkeypatch):
     """An interrupted write removes its temporary file and never creates the target."""
-    import ferxai.io
+    import ferxai.core.io
 
     out = tmp_path / "killed.h5"
-    real = ferxai.io._write_array
+    real = ferxai.core.io._write_array
 
     def die_after_maps(h5, name, array):
         real(h5, name, array)
         raise KeyboardInterrupt  # what SIGINT/SIGTERM turn into inside a job
 
-    monkeypatch.setattr(ferxai.io, "_write_array", die_after_maps)
+    monkeypatch.setattr(ferxai.core.io, "_write_array", die_after_maps)
     assert run(job_files, out) == 130
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []

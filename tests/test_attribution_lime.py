@@ -8,7 +8,7 @@ import torch
 
 from ferxai.attribution import create_explainer
 from ferxai.attribution.lime import kernel_weights, sample_perturbations, weighted_ridge
-from ferxai.errors import ConfigError
+from ferxai.core.errors import ConfigError
 
 SIZE = 64
 SAMPLES = 300

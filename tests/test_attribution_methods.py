@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ferxai.attribution import METHODS, create_explainer
-from ferxai.errors import ConfigError
+from ferxai.core.errors import ConfigError
 
 SIZE = 48
 
@@ -145,7 +145,7 @@ def test_bad_settings_raise_config_error(method, settings):
 
 def _network_names() -> list[str]:
     try:
-        from ferxai.models import list_models
+        from ferxai.networks import list_models
     except ImportError:
         return []
     return list_models()
@@ -153,7 +153,7 @@ def _network_names() -> list[str]:
 
 @pytest.mark.parametrize("network", _network_names())
 def test_every_method_on_every_network(network):
-    from ferxai.models import create_model, min_input_size
+    from ferxai.networks import create_model, min_input_size
 
     size = max(min_input_size(network), 32)
     torch.manual_seed(0)

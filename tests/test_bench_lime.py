@@ -49,7 +49,7 @@ def test_tiny_run_writes_rows_and_agrees_with_lime(tmp_path, capsys):
     rows = bench.main(["--demo", "--networks", "SilNet", "--samples", "12", "--batch-size", "8",
                        "--rounds", "1", "--min-seconds", "0", "--threads", "1",
                        "--cpu-forward", "eager", "channels_last", "--markdown",
-                       "--json", str(out)])  # fmt: skip
+                       "--json", str(out)])
     assert [(r["network"], r["cpu_forward"]) for r in rows] == [
         ("SilNet", "eager"),
         ("SilNet", "channels_last"),
@@ -58,7 +58,7 @@ def test_tiny_run_writes_rows_and_agrees_with_lime(tmp_path, capsys):
     for row in saved:
         for key in ("lime_package_s", "ferxai_s", "speedup", "bare_forward_s",
                     "ferxai_over_bare_forward", "ferxai_over_bare_forward_cpu",
-                    "weights_max_abs_diff", "forward_path", "ferxai_batch_size"):  # fmt: skip
+                    "weights_max_abs_diff", "forward_path", "ferxai_batch_size"):
             assert key in row, key
         assert row["size"] == 32 and row["samples"] == 12 and row["ferxai_batch_size"] == 8
         assert row["forward_batches"] == 2

@@ -9,9 +9,14 @@ from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import pdist
 
 from ferxai.cli import main
-from ferxai.heatmaps import stretch, to_uint8
-from ferxai.io import read_csv, write_png
-from ferxai.similarity import cluster_images, correlation_distances, pairwise_iou, top_split
+from ferxai.comparison.similarity import (
+    cluster_images,
+    correlation_distances,
+    pairwise_iou,
+    top_split,
+)
+from ferxai.core.io import read_csv, write_png
+from ferxai.heatmaps.heatmap import stretch, to_uint8
 
 SHAPE = (275, 224)
 
@@ -94,8 +99,13 @@ def test_cluster_cli_writes_documented_files(tmp_path):
 
 
 def test_by_expression_pooled_from_by_network_h5_is_exact(tmp_path):
-    from ferxai.heatmaps import discover_heatmaps, load_heatmaps, read_heatmap, write_heatmap
-    from ferxai.pooling import heatmap_from_sum, pooled_by_expression
+    from ferxai.heatmaps.heatmap import (
+        discover_heatmaps,
+        load_heatmaps,
+        read_heatmap,
+        write_heatmap,
+    )
+    from ferxai.heatmaps.pooling import heatmap_from_sum, pooled_by_expression
 
     rng = np.random.default_rng(3)
     maps = {"NetA": rng.random((1, *SHAPE)), "NetB": rng.random((3, *SHAPE)) + 1.0}

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from ferxai.cli import main
-from ferxai.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
-from ferxai.errors import DataError
-from ferxai.heatmaps import discover_heatmaps, stretch, to_uint8
-from ferxai.io import Stack, read_csv, write_png, write_stack
-from ferxai.localisation import bootstrap_iou
-from ferxai.similarity import top_split
+from ferxai.comparison.localisation import bootstrap_iou
+from ferxai.comparison.similarity import top_split
+from ferxai.core.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
+from ferxai.core.errors import DataError
+from ferxai.core.io import Stack, read_csv, write_png, write_stack
+from ferxai.heatmaps.heatmap import discover_heatmaps, stretch, to_uint8
 
 REFERENCE = Path(
     os.environ.get(
@@ -91,7 +91,7 @@ def test_published_group_test_is_written_by_compare(published):
     rows = {r["expression"]: r for r in read_csv(published / "group_test.csv")}
     assert list(rows) == [*EXPRESSIONS, "all"]
     expected = {"Anger": 0.3932, "Disgust": 0.2612, "Fear": 0.2432, "Happiness": 0.3053,
-                "Sadness": 0.4143, "Surprise": 0.3836, "all": 2.0007}  # fmt: skip
+                "Sadness": 0.4143, "Surprise": 0.3836, "all": 2.0007}
     for expression, statistic in expected.items():
         row = rows[expression]
         assert float(row["statistic"]) == pytest.approx(statistic, abs=5e-5)
@@ -393,12 +393,12 @@ def test_sanity_cli(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
     one_sided = ["sanity", "--trained", str(tmp_path / "maps" / "by_network"), "--randomized",
                  str(tmp_path / "rand"), "--reference", str(tmp_path / "cues"), "--pattern",
-                 "{Expression}_cue.png", "--out", str(out), "--trained-stacks-json", "{}"]  # fmt: skip
+                 "{Expression}_cue.png", "--out", str(out), "--trained-stacks-json", "{}"]
     assert main(one_sided) == 2  # a per-image test needs both sides
 
 
 def test_sanity_summary_counts_wins_and_tests_the_gain():
-    from ferxai.randomization import sanity_summary
+    from ferxai.sanity.randomization import sanity_summary
 
     rng = np.random.default_rng(0)
     rows = [
@@ -406,7 +406,7 @@ def test_sanity_summary_counts_wins_and_tests_the_gain():
          "auc_randomized": 0.5 + 0.05 * rng.standard_normal(), "iou_trained": 0.3,
          "iou_randomized": 0.2}
         for net in ("NetA", "NetB") for expr in EXPRESSIONS
-    ]  # fmt: skip
+    ]
     rows[0]["auc_trained"] = float("nan")  # an empty heatmap drops its pair
     summary = {r["network"]: r for r in sanity_summary(rows)}
     assert summary["NetA"]["pairs"] == 5 and summary["NetB"]["pairs"] == 6
@@ -420,13 +420,13 @@ def _image_stack(path, maps, ids, valid):
     write_stack(path, Stack(maps=np.asarray(maps, np.float32), image_id=list(ids),
                             true_label=np.zeros(n, np.int64), predicted=np.zeros(n, np.int64),
                             probabilities=np.ones((n, 6), np.float32) / 6,
-                            extras={"valid": np.asarray(valid, bool)}))  # fmt: skip
+                            extras={"valid": np.asarray(valid, bool)}))
     return str(path)
 
 
 def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
-    from ferxai.pooling import valid_maps_by_image
-    from ferxai.randomization import sanity_image_rows, sanity_summary
+    from ferxai.heatmaps.pooling import valid_maps_by_image
+    from ferxai.sanity.randomization import sanity_image_rows, sanity_summary
 
     rng = np.random.default_rng(1)
     mask = np.zeros(SHAPE, bool)
@@ -443,10 +443,10 @@ def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
         "trained": {"NetA/Anger": [_image_stack(tmp_path / "t.h5", trained, ids, valid)]},
         "randomized": {"NetA/Anger": [_image_stack(tmp_path / "r.h5", randomized[order],
                                                    [ids[i] for i in order], np.ones(12))]},
-    }  # fmt: skip
+    }
     stacks["randomized"]["NetA/Happiness"] = stacks["randomized"]["NetA/Anger"]  # unpaired key
     maps = {kind: {key: valid_maps_by_image(paths) for key, paths in by_key.items()}
-            for kind, by_key in stacks.items()}  # fmt: skip
+            for kind, by_key in stacks.items()}
     rows = sanity_image_rows(maps["trained"], maps["randomized"], {"Anger": mask})
     by_id = {r["image_id"]: r for r in rows}
     assert sorted(by_id) == sorted(set(ids) - {"img5"})
@@ -455,7 +455,7 @@ def test_sanity_per_image_pairs_explanations_by_image(tmp_path):
         if image_id != "img3":
             assert row["auc_trained"] == 1.0 and abs(row["auc_randomized"] - 0.5) < 0.05
     global_rows = [{"network": "NetA", "expression": "Anger", "auc_trained": 0.9,
-                    "auc_randomized": 0.5, "iou_trained": 0.5, "iou_randomized": 0.1}]  # fmt: skip
+                    "auc_randomized": 0.5, "iou_trained": 0.5, "iou_randomized": 0.1}]
     summary = sanity_summary(global_rows, rows)
     assert summary[0]["images"] == 11 and summary[0]["image_wins"] == 10
     assert summary[0]["image_wilcoxon_p"] < 0.01

@@ -3,8 +3,8 @@ import time
 import pytest
 import yaml
 
-from ferxai.config import fill_defaults, network_settings, settings_json, validate_config
-from ferxai.errors import ConfigError
+from ferxai.core.config import fill_defaults, network_settings, settings_json, validate_config
+from ferxai.core.errors import ConfigError
 from tests.conftest import REPO
 
 
@@ -25,7 +25,7 @@ def test_paper_config_names_missing_weights():
 
 
 def test_every_schema_key_has_description_and_default():
-    from ferxai.config import load_schema
+    from ferxai.core.config import load_schema
 
     def walk(schema, path):
         for key, sub in schema.get("properties", {}).items():
@@ -64,7 +64,7 @@ def test_pretrained_without_weights_trains_from_the_fetched_cache_file():
     config = validate_config(
         {"results": "out", "networks": {"names": ["VGG16", "test_resnet.r160_in1k"],
                                         "defaults": {"pretrained": True}}}
-    )  # fmt: skip
+    )
     assert network_settings(config, "VGG16")["weights"] == "out/weights/vgg16.safetensors"
     tagged = network_settings(config, "test_resnet.r160_in1k")["weights"]
     assert tagged == "out/weights/test_resnet.r160_in1k.safetensors"
@@ -73,7 +73,7 @@ def test_pretrained_without_weights_trains_from_the_fetched_cache_file():
 
 
 def test_timm_names_and_models_trained_elsewhere(tmp_path):
-    from ferxai.config import fetched_weights, trained_networks
+    from ferxai.core.config import fetched_weights, trained_networks
 
     weights = tmp_path / "mine.pt"
     weights.write_bytes(b"")
@@ -82,7 +82,7 @@ def test_timm_names_and_models_trained_elsewhere(tmp_path):
         "names": ["WeiNet", "resnet18", "MyNet"],
         "overrides": {"MyNet": {"trained_weights": str(weights), "arch": "test_resnet",
                                 "class_order": order}},
-    }})  # fmt: skip
+    }})
     assert trained_networks(config) == {"MyNet": str(weights)}
     assert fetched_weights(config, "MyNet") is None and fetched_weights(config, "resnet18") is None
 
@@ -101,7 +101,7 @@ def test_timm_names_and_models_trained_elsewhere(tmp_path):
         ({"names": ["WeiNet"], "overrides": {"vgg17": {"epochs": 1}}}, "overrides.vgg17"),
         ({"names": ["a/b"]}, "a/b"),
     ],
-)  # fmt: skip
+)
 def test_network_names_errors_name_the_key_and_the_fix(networks, match):
     with pytest.raises(ConfigError, match=match):
         validate_config({"networks": networks})
@@ -111,7 +111,7 @@ def test_class_order_must_name_the_six_expressions_once(tmp_path):
     weights = tmp_path / "mine.pt"
     weights.write_bytes(b"")
     bad = {"trained_weights": str(weights), "arch": "WeiNet",
-           "class_order": ["angry", "angry", "fear", "happy", "sad", "surprise"]}  # fmt: skip
+           "class_order": ["angry", "angry", "fear", "happy", "sad", "surprise"]}
     with pytest.raises(ConfigError, match="MyNet.class_order.*names Anger 2 times"):
         validate_config({"networks": {"names": ["MyNet"], "overrides": {"MyNet": bad}}})
 
@@ -153,8 +153,8 @@ def test_validation_is_fast():
 
 
 def test_config_readme_is_current():
-    from ferxai.config import schema_markdown
+    from ferxai.core.config import schema_markdown
 
     assert schema_markdown() in (REPO / "config" / "README.md").read_text(), (
-        "config/README.md is stale: regenerate its key table with ferxai.config.schema_markdown()"
+        "config/README.md is stale: regenerate its key table with ferxai.core.config.schema_markdown()"
     )

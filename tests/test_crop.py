@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from ferxai.cli import main
-from ferxai.config import validate_config
-from ferxai.constants import EXPRESSIONS
+from ferxai.core.config import validate_config
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.errors import ConfigError
+from ferxai.core.io import Stack, read_csv, read_stack, write_csv, write_png, write_stack
 from ferxai.data.crop import (
     Square,
     box_square,
@@ -27,9 +29,7 @@ from ferxai.data.crop import (
 from ferxai.data.dataset import prepare
 from ferxai.data.images import load_rgb
 from ferxai.data.synth import Pose, au_intensities, make_subject, render_face
-from ferxai.errors import ConfigError
-from ferxai.io import Stack, read_csv, read_stack, write_csv, write_png, write_stack
-from ferxai.landmark_qa import (
+from ferxai.normalization.plausibility import (
     DEFAULT_MAX_RESIDUAL,
     procrustes_residual,
     sample_per_expression,
@@ -100,7 +100,7 @@ def _photo_manifest(tmp_path, n_per_class=2, box=False, gray=False):
             (root / "lm").mkdir(parents=True, exist_ok=True)
             np.save(root / "lm" / f"{name}.npy", points)
             row = {"path": f"img/{name}.png", "expression": expression,
-                   "subject": f"s{k}", "landmarks": f"lm/{name}.npy"}  # fmt: skip
+                   "subject": f"s{k}", "landmarks": f"lm/{name}.npy"}
             if box:  # the face's square at the paste place
                 row.update(face_x=offset[0], face_y=offset[1], face_width=FACE, face_height=FACE)
             rows.append(row)
@@ -116,7 +116,7 @@ def test_prepare_crops_to_the_landmarks_and_carries_them(tmp_path):
     table, skipped = prepare(
         tmp_path / "dataset.csv", tmp_path / "skipped.csv", manifest=root / "manifest.csv",
         crop="landmarks", crop_dir=out,
-    )  # fmt: skip
+    )
     assert skipped == [] and len(table) == len(truth)
     for row in table:
         photo, points, _ = truth[row["image_id"]]
@@ -146,7 +146,7 @@ def test_prepare_crop_box_and_missing_faces_are_skipped(tmp_path):
     table, skipped = prepare(
         tmp_path / "dataset.csv", tmp_path / "skipped.csv", manifest=root / "manifest.csv",
         crop="box", crop_margin=0.0, crop_dir=tmp_path / "crops",
-    )  # fmt: skip
+    )
     assert [s["reason"] for s in skipped] == [
         "crop box: no face box (face_x,face_y,face_width,face_height empty or not numbers)"
     ]
@@ -161,7 +161,7 @@ def test_prepare_crop_box_and_missing_faces_are_skipped(tmp_path):
     _, skipped = prepare(
         tmp_path / "d2.csv", tmp_path / "s2.csv", manifest=root / "manifest.csv",
         crop="landmarks", crop_dir=tmp_path / "crops2",
-    )  # fmt: skip
+    )
     assert [s["reason"] for s in skipped] == [
         "crop landmarks: no landmarks given to crop to (landmarks column empty)"
     ]
@@ -171,10 +171,10 @@ def test_crop_box_without_boxes_and_bad_settings_fail_early(tmp_path):
     root, _, _ = _photo_manifest(tmp_path, n_per_class=2)
     with pytest.raises(ConfigError, match="face_x,face_y,face_width,face_height"):
         prepare(tmp_path / "d.csv", tmp_path / "s.csv", manifest=root / "manifest.csv",
-                crop="box", crop_dir=tmp_path / "c")  # fmt: skip
+                crop="box", crop_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="crop_margin"):
         prepare(tmp_path / "d.csv", tmp_path / "s.csv", manifest=root / "manifest.csv",
-                crop="landmarks", crop_margin=3.0, crop_dir=tmp_path / "c")  # fmt: skip
+                crop="landmarks", crop_margin=3.0, crop_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="data.crop is box but data.source synthetic"):
         validate_config({"data": {"crop": "box"}})
     with pytest.raises(ConfigError, match="data.crop is landmarks but data.source jaffe"):
@@ -190,17 +190,17 @@ def test_crop_detector_finds_the_astronaut_and_skips_a_blank_photo(tmp_path):
     write_png(tmp_path / "astro.png", photo)
     write_png(tmp_path / "blank.png", np.full((120, 120, 3), 90, np.uint8))
     rows = [{"image_id": n, "path": str(tmp_path / f"{n}.png"), "landmarks": ""}
-            for n in ("astro", "blank")]  # fmt: skip
+            for n in ("astro", "blank")]
     from ferxai.data.crop import crop_rows
 
     kept, skipped = crop_rows(rows, "detector", tmp_path / "crops", margin=0.25)
     assert skipped == [{"path": rows[1]["path"],
-                        "reason": "crop detector: no face found by dlib's face detector"}]  # fmt: skip
+                        "reason": "crop detector: no face found by dlib's face detector"}]
     crop = load_rgb(kept[0]["path"])
     # her face is about x 175-265, y 76-166 of the astronaut picture: 1.5 x a ~90-110 px box
     assert 110 <= crop.shape[0] <= 200 and crop.shape[0] == crop.shape[1]
     assert kept[0]["landmarks"] == "" and int(kept[0]["width"]) == crop.shape[0]
-    from ferxai.landmarks import make_landmark_source
+    from ferxai.normalization.landmarks import make_landmark_source
 
     # the face fills the crop's middle: dlib's predictor fits it with the crop as its box
     points = make_landmark_source("dlib")(crop)
@@ -316,17 +316,17 @@ def test_ckplus_photos_cropped_to_landmarks_end_to_end(tmp_path):
         maps=np.ones((n, 48, 48), np.float32), image_id=ids,
         true_label=np.array([int(r["label"]) for r in dataset]), predicted=np.zeros(n, int),
         probabilities=np.full((n, 6), 1 / 6, np.float32),
-    )  # fmt: skip
+    )
     write_stack(tmp_path / "maps.h5", stack)
     assert main(["normalize", "--stack", str(tmp_path / "maps.h5"),
                  "--landmarks", str(results / "landmarks" / "landmarks.h5"),
                  "--dataset", str(results / "data" / "dataset.csv"),
-                 "--out", str(tmp_path / "normalized.h5")]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "normalized.h5")]) == 0
     normalized = read_stack(tmp_path / "normalized.h5")
     valid = normalized.extras["valid"]
     assert [i for i, v in zip(ids, valid) if not v] == [corrupt_id]
     assert not normalized.maps[ids.index(corrupt_id)].any() and normalized.maps[valid].any()
-    from ferxai.pooling import stack_valid
+    from ferxai.heatmaps.pooling import stack_valid
 
     assert stack_valid(tmp_path / "normalized.h5").sum() == n - 1
 
@@ -343,7 +343,7 @@ def test_affectnet_photos_cropped_to_their_face_box(tmp_path):
     lists = source / "Manually_Annotated_file_lists"
     lists.mkdir(parents=True)
     header = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,"
-              "expression,valence,arousal")  # fmt: skip
+              "expression,valence,arousal")
     truth, path_of = {}, {}
     for split in ("training", "validation"):
         lines = [header]
@@ -365,7 +365,7 @@ def test_affectnet_photos_cropped_to_their_face_box(tmp_path):
         tmp_path / "dataset.csv", tmp_path / "skipped.csv", manifest=out / "manifest.csv",
         root=prepare_root("affectnet", source, out), crop="box", crop_margin=0.0,
         crop_dir=tmp_path / "crops",
-    )  # fmt: skip
+    )
     assert skipped == [] and len(table) == 12
     for row in table:
         name = Path(row["image_id"]).name

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from ferxai.cli import main
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import read_csv
 from ferxai.data.dataset import DATASET_COLUMNS, prepare, read_landmark_file
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import read_csv
 
 SIX = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 
@@ -261,7 +261,7 @@ def test_cli_prints_the_message_without_traceback(tmp_path, capsys):
     root = tmp_path / "tree"
     root.mkdir()
     code = main(["prepare", "--folder", str(root), "--out", str(tmp_path / "d.csv"),
-                 "--skipped", str(tmp_path / "s.csv")])  # fmt: skip
+                 "--skipped", str(tmp_path / "s.csv")])
     err = capsys.readouterr().err
     assert code == 2 and "ferxai prepare: error:" in err and "Traceback" not in err
     assert "no class folder for Anger" in err
@@ -276,7 +276,7 @@ def test_cli_with_json_options_and_warning(data_root, caplog):
     argv = ["prepare", "--manifest", str(root / "manifest.csv"), "--out", str(out / "d.csv"),
             "--skipped", str(out / "s.csv"), "--aliases", '{"calm": "Neutral"}',
             "--expressions", '["Anger","Disgust","Fear","Happiness","Sadness","Surprise"]',
-            "--min-size", "8", "--duplicates", "error"]  # fmt: skip
+            "--min-size", "8", "--duplicates", "error"]
     with caplog.at_level(logging.WARNING):
         assert main(argv) == 0
     assert read_csv(out / "s.csv")[0]["reason"] == "neutral is not one of the 6 expressions"

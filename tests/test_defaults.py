@@ -9,7 +9,7 @@ import pytest
 
 from ferxai.attribution.settings import DEFAULT_METHOD, DEFAULT_SETTINGS, METHODS
 from ferxai.cli import _entry
-from ferxai.config import training_defaults, validate_config
+from ferxai.core.config import training_defaults, validate_config
 
 SCHEMA_DEFAULTS = validate_config({}, source="the schema's defaults")
 
@@ -31,7 +31,7 @@ CLI_FLAGS = {
     "normalization.order": [("normalize", "order")],
     "comparison.threshold": [("compare", "threshold"), ("cluster", "threshold")],
     "comparison.bootstrap": [("extended-metrics", "bootstrap")],
-}  # fmt: skip
+}
 
 
 def _schema_default(key: str):
@@ -72,7 +72,7 @@ def test_normalization_defaults_are_the_schemas():
 
 
 def test_training_defaults_are_the_schemas():
-    from ferxai.config import load_schema
+    from ferxai.core.config import load_schema
 
     training = load_schema()["$defs"]["training"]["properties"]
     defaults = training_defaults()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ferxai.constants import EXPRESSIONS
-from ferxai.io import read_csv, read_png_gray, read_stack
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.io import read_csv, read_png_gray, read_stack
 from tests.conftest import REPO, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -149,7 +149,7 @@ def test_expression_never_predicted_gives_explicit_empty_results(test_run):
 
 
 def test_provenance_chain_from_heatmap_to_checkpoint(test_run):
-    from ferxai.provenance import read
+    from ferxai.core.provenance import read
 
     results = test_run / "results"
     heatmap = results / "heatmaps" / "lime" / f"{NETS[0]}_Sadness_heatmap.h5"
@@ -166,7 +166,7 @@ def test_provenance_chain_from_heatmap_to_checkpoint(test_run):
 def test_every_declared_output_of_the_comparison_stages_has_provenance(test_run):
     """Commands declare which flags are outputs: `tables --out-prefix` and the sanity command's
     outputs get a record like every other (they once had none)."""
-    from ferxai.provenance import read
+    from ferxai.core.provenance import read
 
     results = test_run / "results"
     outputs = [

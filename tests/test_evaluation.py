@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ferxai.constants import EXPRESSIONS
-from ferxai.errors import ConfigError, DataError
-from ferxai.evaluation import (
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import read_csv, write_csv, write_json
+from ferxai.networks import create_model
+from ferxai.networks.evaluate import (
     accuracy_table,
     choose_positives,
     classification_metrics,
@@ -18,8 +20,6 @@ from ferxai.evaluation import (
     evaluate,
     select_positives,
 )
-from ferxai.io import read_csv, write_csv, write_json
-from ferxai.models import create_model
 from tests.test_training import make_dataset
 
 torch.set_num_threads(1)
@@ -46,7 +46,7 @@ def test_evaluate_writes_predictions_metrics_and_confusion(tmp_path):
     torch.save(create_model("WeiNet", input_size=24).state_dict(), weights)
     out = tmp_path / "eval"
     metrics = evaluate("WeiNet", weights, 2, dataset_csv, folds_csv, {"input_size": 24,
-                       "device": "cpu", "epochs": 3}, out, threads=1)  # fmt: skip
+                       "device": "cpu", "epochs": 3}, out, threads=1)
 
     rows = read_csv(out / "predictions.csv")
     assert list(rows[0]) == ["image_id", "true_label", "predicted"] + [
@@ -77,7 +77,7 @@ def test_evaluate_refuses_weights_of_another_size(tmp_path):
 
 def _metrics_file(path, network, fold, accuracy, f1):
     write_json(path, {"network": network, "fold": fold, "accuracy": accuracy, "macro_f1": f1,
-                      "macro_precision": f1, "macro_recall": f1, "n": 10})  # fmt: skip
+                      "macro_precision": f1, "macro_recall": f1, "n": 10})
     return path
 
 
@@ -91,7 +91,7 @@ def test_accuracy_table_mean_and_sd_per_network(tmp_path):
     assert [(r["network"], r["fold"]) for r in table] == [
         ("WeiNet", 1), ("WeiNet", "mean"), ("WeiNet", "sd"),  # the paper's order
         ("VGG16", 1), ("VGG16", 2), ("VGG16", "mean"), ("VGG16", "sd"),
-    ]  # fmt: skip
+    ]
     vgg_mean, vgg_sd = table[5], table[6]
     assert vgg_mean["accuracy"] == pytest.approx(0.8)
     assert vgg_sd["accuracy"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
@@ -111,7 +111,7 @@ def _predictions(path, true, predicted):
         probs = rng.dirichlet(np.ones(6))
         probs[[p, probs.argmax()]] = probs[[probs.argmax(), p]]  # make p the argmax
         rows.append({"image_id": f"img{i:03d}", "true_label": t, "predicted": p,
-                     **{f"prob_{k}": float(v) for k, v in enumerate(probs)}})  # fmt: skip
+                     **{f"prob_{k}": float(v) for k, v in enumerate(probs)}})
     write_csv(path, rows, list(rows[0]))
     return rows
 
@@ -126,7 +126,7 @@ def test_positives_selection(tmp_path):
 
     by_name = {c["expression"]: c for c in counts}
     assert by_name["Anger"] == {"expression": "Anger", "available": 30, "selected": 10,
-                                "requested": 10}  # fmt: skip
+                                "requested": 10}
     assert (by_name["Fear"]["available"], by_name["Fear"]["selected"]) == (3, 3)
     assert by_name["Surprise"]["selected"] == 0
     assert (tmp_path / "pos" / "Surprise.csv").read_text().strip() == (
@@ -164,7 +164,7 @@ def test_positives_cli_and_errors(tmp_path):
 
     _predictions(tmp_path / "predictions.csv", [0, 1, 1], [0, 1, 0])
     argv = ["positives", "--predictions", str(tmp_path / "predictions.csv"), "--n", "1",
-            "--seed", "0", "--only-correct", "--out-dir", str(tmp_path / "pos")]  # fmt: skip
+            "--seed", "0", "--only-correct", "--out-dir", str(tmp_path / "pos")]
     assert main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "pos").iterdir()) == sorted(
         [f"{e}.csv" for e in EXPRESSIONS] + ["counts.csv"]

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ferxai import figures
 from ferxai.cli import main
-from ferxai.constants import network_order
-from ferxai.io import write_csv, write_png
-from ferxai.similarity import cluster_images
+from ferxai.comparison.similarity import cluster_images
+from ferxai.core import plots as figures
+from ferxai.core.constants import network_order
+from ferxai.core.io import write_csv, write_png
 
 SHAPE = (275, 224)
 

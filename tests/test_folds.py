@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ferxai.cli import main
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import read_csv, write_csv
 from ferxai.data.folds import FOLD_COLUMNS, assign_folds
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import read_csv, write_csv
 
 SIX = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 
@@ -82,16 +82,16 @@ def test_cli_writes_the_fold_table(tmp_path):
         {"image_id": f"i{i:03d}.png", "path": "", "expression": e, "label": SIX.index(e),
          "subject": s, "width": 48, "height": 48, "landmarks": "", "sha1": str(i)}
         for i, (e, s) in enumerate(zip(expressions, subjects, strict=True))
-    ]  # fmt: skip
+    ]
     columns = ("image_id", "path", "expression", "label", "subject", "width", "height",
-               "landmarks", "sha1")  # fmt: skip
+               "landmarks", "sha1")
     write_csv(tmp_path / "dataset.csv", rows, columns)
     argv = ["folds", "--dataset", str(tmp_path / "dataset.csv"), "--k", "3", "--seed", "0",
-            "--out", str(tmp_path / "folds.csv")]  # fmt: skip
+            "--out", str(tmp_path / "folds.csv")]
     assert main(argv) == 0
     table = read_csv(tmp_path / "folds.csv")
     assert list(table[0]) == list(FOLD_COLUMNS)
     assert [r["image_id"] for r in table] == [r["image_id"] for r in rows]
     assert {r["fold"] for r in table} == {"1", "2", "3"}
     assert main(["folds", "--dataset", str(tmp_path / "none.csv"), "--k", "3",
-                 "--out", str(tmp_path / "f.csv")]) == 2  # fmt: skip
+                 "--out", str(tmp_path / "f.csv")]) == 2

@@ -1,4 +1,4 @@
-"""CPU forward paths (ferxai.forward): every path agrees with eager fp32 within 1e-4 in probability
+"""CPU forward paths (ferxai.networks.forward): every path agrees with eager fp32 within 1e-4 in probability
 on real-ish inputs (synthetic faces with LIME-like hidden blocks), a path that disagrees or fails
 falls back to eager, and ``auto`` only pays for an export or compilation when the job repays it."""
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ferxai.errors import ConfigError
-from ferxai.forward import (
+from ferxai.core.errors import ConfigError
+from ferxai.networks import create_model
+from ferxai.networks.forward import (
     ForwardPath,
     choose_forward_path,
     onnxruntime_available,
@@ -19,14 +20,13 @@ from ferxai.forward import (
     perturbed_examples,
     select_forward,
 )
-from ferxai.models import create_model
 
 NETWORKS = [("WeiNet", 40), ("ResNet50", 32), ("EfficientNetV2B0", 32)]
 needs_ort = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime/onnx not installed")
 
 
 def faces(n: int, size: int) -> torch.Tensor:
-    from ferxai.constants import EXPRESSIONS
+    from ferxai.core.constants import EXPRESSIONS
     from ferxai.data.face_model import make_subject
     from ferxai.data.synth import Pose, au_intensities, render_face
 
@@ -34,7 +34,7 @@ def faces(n: int, size: int) -> torch.Tensor:
     images = []
     for i in range(n):
         image, _ = render_face(make_subject(f"s{i}", rng), au_intensities(EXPRESSIONS[i % 6], rng),
-                               Pose.random(rng), size, rng, expressiveness=2.0)  # fmt: skip
+                               Pose.random(rng), size, rng, expressiveness=2.0)
         images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
     return torch.stack(images)
 
@@ -70,7 +70,7 @@ def test_paths_agree_with_eager(models, name):
 
 
 def test_a_path_beyond_the_tolerance_or_failing_falls_back_to_eager(models, monkeypatch, caplog):
-    import ferxai.forward as forward_module
+    import ferxai.networks.forward as forward_module
 
     model, size = models["WeiNet"]
     x = faces(4, size)
@@ -79,7 +79,7 @@ def test_a_path_beyond_the_tolerance_or_failing_falls_back_to_eager(models, monk
         return lambda batch: m(batch) + 0.5 * torch.randn(batch.shape[0], 6)
 
     monkeypatch.setattr(forward_module, "_channels_last", noisy)
-    with caplog.at_level(logging.WARNING, logger="ferxai.forward"):
+    with caplog.at_level(logging.WARNING, logger="ferxai.networks.forward"):
         path = choose_forward_path(model, x, ("eager", "channels_last"), repeats=0)
     assert path.name == "eager" and path.record["max_abs_dprob"]["channels_last"] > 1e-4
     assert "differs from eager fp32" in caplog.text
@@ -98,7 +98,7 @@ def test_a_path_beyond_the_tolerance_or_failing_falls_back_to_eager(models, monk
 
 
 def test_auto_is_channels_last_for_short_jobs_and_upgrades_for_long_ones(models, monkeypatch):
-    import ferxai.forward as forward_module
+    import ferxai.networks.forward as forward_module
 
     model, size = models["WeiNet"]
     x = faces(8, size)
@@ -149,7 +149,7 @@ def test_unknown_choice_is_a_config_error(models):
     with pytest.raises(ConfigError, match="cpu_forward"):
         select_forward(model, faces(2, size), "tensorrt")
     from ferxai.attribution import create_explainer
-    from ferxai.evaluation import parse_eval_settings
+    from ferxai.networks.evaluate import parse_eval_settings
 
     with pytest.raises(ConfigError, match="cpu_forward"):
         create_explainer("lime", model, cpu_forward="fast")
@@ -159,7 +159,7 @@ def test_unknown_choice_is_a_config_error(models):
 
 def test_evaluation_and_lime_use_the_chosen_path(models):
     from ferxai.attribution import create_explainer
-    from ferxai.evaluation import predict_probabilities
+    from ferxai.networks.evaluate import predict_probabilities
 
     model, size = models["WeiNet"]
     x = faces(12, size)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ferxai.models import list_models
+from ferxai.networks import list_models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def test_gpu_check_runs_on_the_cpu_at_tiny_sizes(tmp_path):
         [str(REPO / "bench" / "gpu_check.sh"), "--device", "cpu", "--tiny", "--threads", "1",
          "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=460,
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["schema"] == "ferxai.gpu_check/1" and result["complete"] is True
@@ -53,7 +53,7 @@ def test_gpu_check_stops_at_its_budget_and_still_writes_the_json(tmp_path):
         [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--tiny",
          "--threads", "1", "--budget-s", "0", "--networks", "WeiNet", "SongNet", "--out", str(out)],
         capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    )
     assert run.returncode == 1  # incomplete
     result = json.loads(out.read_text())
     assert result["complete"] is False

@@ -11,11 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ferxai import groundtruth
 from ferxai.cli import main
-from ferxai.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS
-from ferxai.errors import ConfigError, DataError
-from ferxai.groundtruth import (
+from ferxai.comparison import groundtruth
+from ferxai.comparison.groundtruth import (
     draw_masks,
     ekman_masks,
     load_reference_image,
@@ -24,6 +22,8 @@ from ferxai.groundtruth import (
     region_polygons,
     resolve_point,
 )
+from ferxai.core.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS
+from ferxai.core.errors import ConfigError, DataError
 
 
 def _reference_dir() -> Path:
@@ -60,13 +60,13 @@ def _package_points89() -> np.ndarray | None:
 
 @pytest.fixture(scope="module")
 def points89() -> np.ndarray:
-    """ferxai's canonical points when ferxai.template provides them, else the paper's."""
+    """ferxai's canonical points when ferxai.core.template provides them, else the paper's."""
     points = _package_points89()
     if points is not None:
         return points
     if (REFERENCE / "canonical_landmarks_68.json").is_file():
         return _reference_points89()
-    pytest.skip("neither ferxai.template.canonical_points nor the reference landmarks exist")
+    pytest.skip("neither ferxai.core.template.canonical_points nor the reference landmarks exist")
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_shipped_spec_reproduces_published_masks_pixel_for_pixel(expression):
 @needs_reference
 def test_package_canonical_points_reproduce_published_masks():
     if _package_points89() is None:
-        pytest.skip("ferxai.template.canonical_points is not available yet")
+        pytest.skip("ferxai.core.template.canonical_points is not available yet")
     masks = ekman_masks()
     for expression in EXPRESSIONS:
         assert _iou(masks[expression], _published(expression)) >= 0.99, expression
@@ -336,7 +336,7 @@ def test_reference_image_of_another_size_is_resized_with_a_warning(tmp_path, cap
     image = np.zeros((550, 448), np.uint8)
     image[:275] = 255  # top half white
     path = _write_gray(tmp_path / "big.png", image)
-    with caplog.at_level(logging.WARNING, logger="ferxai.groundtruth"):
+    with caplog.at_level(logging.WARNING, logger="ferxai.comparison.groundtruth"):
         values = load_reference_image(path)
     assert "resized" in caplog.text and "big.png" in caplog.text
     assert values.shape == (CANVAS_HEIGHT, CANVAS_WIDTH)

@@ -9,9 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferxai.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
-from ferxai.errors import ConfigError
-from ferxai.group_test import (
+from ferxai.comparison.group_test import (
     correlation_distances,
     default_groups,
     group_statistic,
@@ -20,6 +18,8 @@ from ferxai.group_test import (
     parse_groups,
     relabellings,
 )
+from ferxai.core.constants import EXPRESSIONS, PRETRAINED_NETWORKS, SCRATCH_NETWORKS
+from ferxai.core.errors import ConfigError
 
 SHAPE = (275, 224)
 
@@ -275,7 +275,7 @@ def test_parse_groups_errors(specs, match):
 
 def test_published_heatmaps(reference):
     """The table of docs/comparison.md ("Is the pre-trained / from-scratch split real?")."""
-    from ferxai.heatmaps import discover_heatmaps, load_heatmaps
+    from ferxai.heatmaps.heatmap import discover_heatmaps, load_heatmaps
 
     loaded = load_heatmaps(discover_heatmaps(reference / "heatmaps_by_net").by_network)
     maps: dict = {}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ferxai.core.errors import DataError
 from ferxai.data.images import load_batch, load_rgb, to_network_input
-from ferxai.errors import DataError
 
 
 @pytest.fixture

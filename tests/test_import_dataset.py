@@ -16,12 +16,12 @@ import yaml
 from PIL import Image
 
 from ferxai.cli import main
-from ferxai.config import validate_config
+from ferxai.core.config import validate_config
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import read_csv
 from ferxai.data import import_dataset as importer_module
 from ferxai.data.dataset import prepare, read_landmark_file
 from ferxai.data.import_dataset import FORMATS, import_dataset, prepare_root
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import read_csv
 from tests.conftest import REPO, snakemake
 
 SIX = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
@@ -130,7 +130,7 @@ def make_ckplus(root: Path, frames: int = 1) -> Fake:
 
 
 KDEF_CODES = {"AF": "Fear", "AN": "Anger", "DI": "Disgust", "HA": "Happiness", "SA": "Sadness",
-              "SU": "Surprise", "NE": "Neutral"}  # fmt: skip
+              "SU": "Surprise", "NE": "Neutral"}
 
 
 def make_kdef(root: Path, angles=("S",)) -> Fake:
@@ -157,7 +157,7 @@ def make_kdef(root: Path, angles=("S",)) -> Fake:
 
 
 JAFFE_CODES = {"AN": "Anger", "DI": "Disgust", "FE": "Fear", "HA": "Happiness", "SA": "Sadness",
-               "SU": "Surprise", "NE": "Neutral"}  # fmt: skip
+               "SU": "Surprise", "NE": "Neutral"}
 
 
 def make_jaffe(root: Path) -> Fake:
@@ -222,9 +222,9 @@ def make_affectnet(root: Path, validation_header: bool = False) -> Fake:
         Counter(),
         columns=("path", "expression", "subject", "landmarks",
                  "face_x", "face_y", "face_width", "face_height", "split"),
-    )  # fmt: skip
+    )
     reasons = {0: NEUTRAL_REASON, 7: CONTEMPT_REASON, 8: "AffectNet 'None' (no expression)",
-               9: "AffectNet 'Uncertain'", 10: "AffectNet 'No-Face'"}  # fmt: skip
+               9: "AffectNet 'Uncertain'", 10: "AffectNet 'No-Face'"}
     lists = source / "Manually_Annotated_file_lists"
     lists.mkdir(parents=True)
     seed = 800
@@ -372,7 +372,7 @@ def test_ckplus_frame_with_a_bad_landmark_file_is_skipped(tmp_path):
     file.write_text("".join(file.read_text().splitlines(keepends=True)[:67]))
     rows, skipped = import_dataset("ckplus", fake.source, tmp_path / "out")
     assert {"item": "cohn-kanade-images/S005/002/S005_002_00000003.png",
-            "reason": "landmark file is not 68 lines of 'x y' numbers"} in skipped  # fmt: skip
+            "reason": "landmark file is not 68 lines of 'x y' numbers"} in skipped
     assert Counter(r["expression"] for r in rows)["Disgust"] == fake.expressions["Disgust"] - 1
 
 
@@ -463,7 +463,7 @@ BROKEN = [
       "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks"]),
     ("affectnet", "Manually_Annotated_Images",
      ["AffectNet/Manually_Annotated_Images: the image folder not found"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("fmt, broken, pieces", BROKEN)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ferxai.errors import DataError
-from ferxai.io import (
+from ferxai.core.errors import DataError
+from ferxai.core.io import (
     Stack,
     atomic_path,
     iter_stack_maps,
@@ -79,7 +79,7 @@ def test_full_disk_gives_clear_error(tmp_path, monkeypatch):
     import errno
     import os
 
-    from ferxai.errors import FerxaiError
+    from ferxai.core.errors import FerxaiError
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -134,11 +134,11 @@ def test_flipped_byte_in_a_stack_names_the_file_and_the_fix(tmp_path, dataset):
 
 
 def test_h5_helpers_round_trip_and_refuse_damage(tmp_path):
-    from ferxai.io import read_h5, write_h5
+    from ferxai.core.io import read_h5, write_h5
 
     mean = np.linspace(0, 1, 12).reshape(3, 4)
     write_h5(tmp_path / "h.h5", {"mean": mean, "uint8": (mean * 255).astype(np.uint8)},
-             {"count": 3, "empty": False, "settings": {"a": 1}})  # fmt: skip
+             {"count": 3, "empty": False, "settings": {"a": 1}})
     arrays, attrs = read_h5(tmp_path / "h.h5", ["mean"])
     np.testing.assert_array_equal(arrays["mean"], mean)
     assert attrs["count"] == 3 and attrs["settings"] == {"a": 1}
@@ -150,7 +150,7 @@ def test_h5_helpers_round_trip_and_refuse_damage(tmp_path):
 
 
 def test_png_truncated_or_damaged_names_the_file(tmp_path):
-    from ferxai.io import read_png_gray
+    from ferxai.core.io import read_png_gray
 
     image = (np.arange(64 * 48) % 251).astype(np.uint8).reshape(64, 48)
     path = tmp_path / "heatmap.png"
@@ -188,7 +188,7 @@ def test_truncated_csv_names_the_file(tmp_path):
 def test_string_datasets_are_checksummed_utf8(tmp_path):
     import h5py
 
-    from ferxai.io import create_dataset
+    from ferxai.core.io import create_dataset
 
     with h5py.File(tmp_path / "s.h5", "w") as h5:
         create_dataset(h5, "names", np.array(["Zoë", "a", ""], dtype=object))

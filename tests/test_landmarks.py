@@ -7,10 +7,10 @@ import csv
 import numpy as np
 import pytest
 
-from ferxai import landmarks as lm
 from ferxai.cli import main
-from ferxai.errors import ConfigError
-from ferxai.io import write_csv, write_png
+from ferxai.core.errors import ConfigError
+from ferxai.core.io import write_csv, write_png
+from ferxai.normalization import landmarks as lm
 
 COLUMNS = ["image_id", "path", "expression", "label", "subject", "width", "height"]
 COLUMNS += ["landmarks", "sha1"]
@@ -23,7 +23,7 @@ def _points(width=100, height=120, seed=0):
 
 def _face_points(width=100, height=120, seed=0):
     """The canonical face's 68 points fitted into the image, slightly jittered: a plausible face."""
-    from ferxai.landmark_qa import template_landmarks
+    from ferxai.normalization.plausibility import template_landmarks
 
     rng = np.random.default_rng(seed)
     points = template_landmarks() * np.array([width / 224 * 0.8, height / 275 * 0.8])

@@ -7,9 +7,9 @@ import pytest
 import timm
 import torch
 
-from ferxai.constants import NETWORKS
-from ferxai.errors import ConfigError
-from ferxai.models import create_model, list_models, min_input_size, model_info
+from ferxai.core.constants import NETWORKS
+from ferxai.core.errors import ConfigError
+from ferxai.networks import create_model, list_models, min_input_size, model_info
 
 torch.set_num_threads(1)
 
@@ -38,7 +38,7 @@ def test_paper_optimizers_and_epochs():
     assert model_info("MobileNetV3Large").lr == model_info("EfficientNetV2B0").lr == 1e-6
     assert model_info("VGG19").lr == 1e-4 and model_info("VGG19").optimizer == "adam"
     assert {n: model_info(n).paper_epochs for n in ("SongNet", "MobileNetV3Large", "Xception")} == {
-        "SongNet": 25, "MobileNetV3Large": 15, "Xception": 2}  # fmt: skip
+        "SongNet": 25, "MobileNetV3Large": 15, "Xception": 2}
 
 
 @pytest.mark.parametrize("name", NETWORKS)
@@ -119,7 +119,7 @@ def test_timm_nets_refuse_sizes_below_their_minimum(name):
 
 @pytest.mark.parametrize("name", NETWORKS)
 def test_one_optimisation_step_lowers_the_loss(name):
-    from ferxai.training import FerClassifier
+    from ferxai.networks.training import FerClassifier
 
     info = model_info(name)
     size = REDUCED[name]
@@ -196,7 +196,7 @@ def test_weights_from_a_local_file_equal_the_state_dict_loaded_directly(name, su
     direct = create_model(name, input_size=size).eval()
     own = direct.backbone.state_dict()
     loaded = direct.backbone.load_state_dict({k: v for k, v in state.items() if k in own},
-                                             strict=False)  # fmt: skip
+                                             strict=False)
     assert not loaded.missing_keys
 
     x = torch.rand(2, 3, size, size)
@@ -257,7 +257,7 @@ def test_a_timm_name_outside_the_twelve_is_described_by_timms_pretrained_config(
     info = model_info("test_resnet.r160_in1k")  # a tiny architecture timm ships for its own tests
     assert (info.timm_name, info.native_input_size, info.pretrained_default) == (
         "test_resnet.r160_in1k", 160, True
-    )  # fmt: skip
+    )
     assert model_info("test_resnet").native_input_size == 160  # the default tag's config
     model = create_model("test_resnet", input_size=32).eval()
     with torch.inference_mode():
@@ -277,7 +277,7 @@ def test_timm_names_keep_timms_own_pooling_head():
 
 @pytest.mark.parametrize("arch", ["test_efficientnet", "test_convnext"])
 def test_a_timm_model_trained_elsewhere_scores_the_six_expressions_in_ferxais_order(arch, tmp_path):
-    from ferxai.models import load_trained
+    from ferxai.networks import load_trained
 
     torch.manual_seed(0)
     head_order = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "angry"]
@@ -294,7 +294,7 @@ def test_a_timm_model_trained_elsewhere_scores_the_six_expressions_in_ferxais_or
 
 
 def test_trained_weights_errors_name_the_fix(tmp_path):
-    from ferxai.models import load_trained
+    from ferxai.networks import load_trained
 
     path = tmp_path / "seven.pt"
     torch.save(timm.create_model("test_resnet", num_classes=7).state_dict(), path)
@@ -307,7 +307,7 @@ def test_trained_weights_errors_name_the_fix(tmp_path):
 
 
 def test_a_ferxai_model_pt_loads_as_trained_weights(tmp_path):
-    from ferxai.models import load_trained
+    from ferxai.networks import load_trained
 
     torch.manual_seed(1)
     trained = create_model("WeiNet", input_size=32).eval()

@@ -8,20 +8,21 @@ import warnings
 import numpy as np
 import pytest
 
-from ferxai import template as normalize_template
-from ferxai import warp as normalize
 from ferxai.cli import main
-from ferxai.errors import ConfigError
-from ferxai.io import Stack, read_stack, write_csv, write_stack
-from ferxai.landmarks import LandmarkTable, write_landmarks
-from ferxai.template import (
+from ferxai.core import template as normalize_template
+from ferxai.core.errors import ConfigError
+from ferxai.core.io import Stack, read_stack, write_csv, write_stack
+from ferxai.core.template import (
     canonical_landmarks,
     canonical_points,
     canonical_triangles,
     load_template,
     mesh_points,
 )
-from ferxai.warp import warp_images, warp_to_canonical
+from ferxai.normalization import warp as normalize
+from ferxai.normalization.landmarks import LandmarkTable, write_landmarks
+from ferxai.normalization.make_template import dlib_canonical_landmarks
+from ferxai.normalization.warp import warp_images, warp_to_canonical
 
 H, W = 275, 224
 
@@ -77,7 +78,7 @@ def test_triangles_tile_the_whole_canvas_without_overlap():
 
 def test_shipped_template_is_what_dlib_returns():
     pytest.importorskip("dlib")
-    regenerated = normalize_template.build_template(normalize_template.dlib_canonical_landmarks())
+    regenerated = normalize_template.build_template(dlib_canonical_landmarks())
     shipped = load_template()
     assert np.array_equal(regenerated.points, shipped.points)
     assert np.array_equal(regenerated.triangles, shipped.triangles)

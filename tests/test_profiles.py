@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferxai import profiles
 from ferxai.cli import main
+from ferxai.core import profiles
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"

@@ -9,10 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from ferxai import __version__, provenance
+from ferxai import __version__
 from ferxai.cli import main
-from ferxai.errors import DataError
-from ferxai.io import Stack, write_stack
+from ferxai.core import provenance
+from ferxai.core.errors import DataError
+from ferxai.core.io import Stack, write_stack
 
 
 def _stack(n: int = 2, size: int = 4) -> Stack:

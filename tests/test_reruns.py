@@ -73,7 +73,7 @@ def snakemake(workdir: Path, configfile: Path, *extra: str, env: dict | None = N
     result = subprocess.run(
         cmd, cwd=REPO, env=env or local_env(), capture_output=True, text=True,
         timeout=RUN_TIMEOUT_S,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, f"{' '.join(cmd)}:\n{(result.stdout + result.stderr)[-6000:]}"
     return result.stdout + result.stderr
 
@@ -208,7 +208,8 @@ def _changed_rules(workdir: Path, env: dict) -> set[str]:
 def test_editing_any_module_reruns_exactly_the_rules_that_import_it(complete_run):
     """For every module of src/ferxai: a comment appended to it changes the code version (params)
     of exactly the rules whose commands import it, directly or not, so Snakemake reruns those."""
-    from ferxai.code_version import all_modules, closure, command_modules
+    from ferxai.cli import command_modules
+    from ferxai.core.code_version import all_modules, closure
 
     root, workdir = complete_run
     # a checkout's layout (src/ beside workflow/: ferxai reads workflow/schemas from it)
@@ -228,7 +229,7 @@ def test_editing_any_module_reruns_exactly_the_rules_that_import_it(complete_run
         if rule in in_run:
             (command,) = commands if len(commands) == 1 else commands & ran[rule]
             uses[rule] = set(command_modules(command))
-    uses["run_config"] = set(closure("ferxai.io"))  # its run: block writes with ferxai.io
+    uses["run_config"] = set(closure("ferxai.core.io"))  # its run: block writes with ferxai.core.io
     assert not _changed_rules(workdir, env), "the copy must change nothing by itself"
     mismatches = []
     for module in all_modules():

@@ -14,8 +14,8 @@ import signal
 import numpy as np
 import pytest
 
-import ferxai.attribution.cli as attribute_cli
-from ferxai.io import read_stack, write_stack
+import ferxai.attribution.attribute as attribute_cli
+from ferxai.core.io import read_stack, write_stack
 from tests import test_attribute_cli
 
 run = test_attribute_cli.run
@@ -96,12 +96,12 @@ def fer_data(tmp_path_factory):
 
 
 TRAIN = {"batch_size": 2, "input_size": 24, "seed": 3, "device": "cpu", "val_fraction": 0.5,
-         "augment": True, "epochs": 3}  # fmt: skip
+         "augment": True, "epochs": 3}
 
 
 def _signal_during(monkeypatch, signum: int, epoch: int, batch: int) -> None:
     """Send ``signum`` to ourselves inside training step ``batch`` of ``epoch`` (0-based)."""
-    from ferxai.training import FerClassifier
+    from ferxai.networks.training import FerClassifier
 
     real = FerClassifier.training_step
 
@@ -123,7 +123,7 @@ def test_signalled_training_stops_cleanly_and_resumes_identically(
 ):
     import torch
 
-    from ferxai.training import train
+    from ferxai.networks.training import train
 
     dataset_csv, folds_csv = fer_data
     straight = train("WeiNet", 1, dataset_csv, folds_csv, TRAIN, tmp_path / "straight", threads=1)
@@ -141,7 +141,7 @@ def test_signalled_training_stops_cleanly_and_resumes_identically(
     )
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # handlers restored
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ferxai.training"):
+    with caplog.at_level(logging.INFO, logger="ferxai.networks.training"):
         resumed = train("WeiNet", 1, dataset_csv, folds_csv, TRAIN, out, threads=1)
     assert f"({checkpointed} of 3 epochs done); resume 1 of this training" in caplog.text
     assert "trained in 2 jobs, resumed 1 time(s)" in caplog.text
@@ -153,17 +153,17 @@ def test_signalled_training_stops_cleanly_and_resumes_identically(
 
 
 def test_signal_before_training_starts_exits_143(fer_data, tmp_path, monkeypatch, caplog):
-    import ferxai.training
+    import ferxai.networks.training
 
-    real = ferxai.training.preload_uint8
+    real = ferxai.networks.training.preload_uint8
 
     def preload(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ferxai.training, "preload_uint8", preload)
+    monkeypatch.setattr(ferxai.networks.training, "preload_uint8", preload)
     dataset_csv, folds_csv = fer_data
     with pytest.raises(SystemExit) as stopped, caplog.at_level(logging.INFO):
-        ferxai.training.train("WeiNet", 1, dataset_csv, folds_csv, TRAIN, tmp_path, threads=1)
+        ferxai.networks.training.train("WeiNet", 1, dataset_csv, folds_csv, TRAIN, tmp_path, threads=1)
     assert stopped.value.code == 143 and "SIGTERM before training started" in caplog.text
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

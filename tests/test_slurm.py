@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferxai import profiles
+from ferxai.core import profiles
 from tests.conftest import complete_local_run  # one local run per session, shared
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -167,7 +167,7 @@ def test_gpu_job_sees_its_gpu_and_sizes_threads_from_its_cpus(slurm_cluster):
     CUDA_VISIBLE_DEVICES, ferxai counts the job's 2 CPUs, and with no usable CUDA device
     `device: auto` falls back to the CPU instead of failing."""
     probe = (
-        "import os; from ferxai.device import job_cpus, select_device; "
+        "import os; from ferxai.core.device import job_cpus, select_device; "
         "print(os.environ.get('CUDA_VISIBLE_DEVICES'), job_cpus(), select_device('auto').type)"
     )
     env = {k: v for k, v in os.environ.items() if k != "FERXAI_THREADS"}

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferxai.constants import EXPRESSIONS
+from ferxai.core.constants import EXPRESSIONS
 from tests.conftest import local_env, snakemake
 from tests.test_slurm import (
     REPO,
@@ -71,15 +71,15 @@ def slurm_profile(root: Path, overlay: dict) -> dict:
     target.write_text(yaml.safe_dump(merged, sort_keys=False))
     # sleeps in the jobs (tests/slurm/slow), status checks at least every 5 s
     return {**os.environ, "XDG_CONFIG_HOME": str(xdg), "PYTHONPATH": str(SLOW),
-            "FERXAI_TEST_STATUS_POLL_S": "5"}  # fmt: skip
+            "FERXAI_TEST_STATUS_POLL_S": "5"}
 
 
 def start_workflow(workdir: Path, targets: list[str], env: dict, log: Path,
-                   configfile: Path = TEST_CONFIG) -> subprocess.Popen:  # fmt: skip
+                   configfile: Path = TEST_CONFIG) -> subprocess.Popen:
     cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--configfile",
-           str(configfile), "--directory", str(workdir), "--profile", "slurm", *targets]  # fmt: skip
+           str(configfile), "--directory", str(workdir), "--profile", "slurm", *targets]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+                            stderr=subprocess.STDOUT)
 
 
 def finish(proc: subprocess.Popen, workdir: Path, log: Path, timeout: float = 900) -> str:
@@ -118,7 +118,7 @@ def kill_leftovers(workdir: Path) -> None:
 def run_jobs(uuid: str) -> list[tuple[str, str, str]]:
     """(job id, state, comment) of every job of the run (finished ones stay listed: MinJobAge)."""
     out = subprocess.run(["squeue", "-h", "-t", "all", "--name", uuid, "-o", "%i|%T|%k"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+                         capture_output=True, text=True, timeout=60, check=True).stdout
     jobs = [tuple(line.split("|", 2)) for line in out.splitlines() if line.strip()]
     return sorted(jobs, key=lambda job: int(job[0]))
 
@@ -152,7 +152,7 @@ def test_training_longer_than_its_time_limit_finishes_over_several_jobs(test_run
     env = slurm_profile(tmp_path, {
         "retries": 8,
         "set-resources": {"train": {"runtime": 1, "slurm_extra": ""}},
-    })  # fmt: skip
+    })
     env["FERXAI_TEST_SLOW_BATCH_S"] = str(BATCH_SECONDS)
     slurm_dir = copy_results(test_run, tmp_path / "slurm", drop=("models/**/*",))
     log = tmp_path / "slurm.log"
@@ -170,7 +170,7 @@ def test_training_longer_than_its_time_limit_finishes_over_several_jobs(test_run
 
     train_log = (slurm_dir / "results" / "logs" / "train" / "WeiNet_fold1.log").read_text()
     resumed = re.search(r"trained in (\d+) jobs, resumed (\d+) time\(s\), after ([\d, ]+) epochs",
-                        train_log)  # fmt: skip
+                        train_log)
     assert resumed, train_log[-3000:]
     assert int(resumed.group(2)) >= 2, resumed.group(0)
     done = [int(e) for e in resumed.group(3).split(",")]
@@ -183,7 +183,7 @@ def test_training_longer_than_its_time_limit_finishes_over_several_jobs(test_run
 
 @needs_slurm
 def test_cancelled_attribution_resumes_after_the_images_done(test_run, tmp_path):
-    from ferxai.io import read_stack
+    from ferxai.core.io import read_stack
 
     job_dir = "results/attributions/lime/WeiNet/fold1"
     stacks = [f"{job_dir}/{e}.h5" for e in EXPRESSIONS]
@@ -215,7 +215,7 @@ def test_cancelled_attribution_resumes_after_the_images_done(test_run, tmp_path)
     assert [state for _, state, _ in jobs] == ["CANCELLED", "COMPLETED"], (jobs, text[-3000:])
     job_log = (workdir / "results" / "logs" / "attribute" / "lime_WeiNet_fold1.log").read_text()
     assert re.search(rf"{explained[0]}: resuming from \S+{resume.name}: 1 of \d+ images already "
-                     r"explained, \d+ to go", job_log), job_log[-3000:]  # fmt: skip
+                     r"explained, \d+ to go", job_log), job_log[-3000:]
     for stack in stacks:
         assert (workdir / stack).read_bytes() == (local_dir / stack).read_bytes(), stack
     assert not list((workdir / job_dir).glob(".*")), "resume or partial files left behind"
@@ -257,7 +257,7 @@ def test_flipped_byte_in_a_stack_stops_the_reader_naming_file_and_fix(test_run, 
     (workdir / stack).unlink()  # the fix the message gives
     snakemake(workdir, "--cores", "2", *normalized)
     for path in [*normalized, *(f"results/attributions/lime/WeiNet/fold1/{e}.h5"
-                                for e in EXPRESSIONS)]:  # fmt: skip
+                                for e in EXPRESSIONS)]:
         assert (workdir / path).read_bytes() == (test_run / path).read_bytes(), path
 
 

@@ -12,13 +12,13 @@ import pytest
 from scipy.cluster.hierarchy import dendrogram
 
 from ferxai.cli import main
-from ferxai.figures import node_positions
-from ferxai.heatmaps import Heatmap, stretch, to_uint8, write_heatmap
-from ferxai.io import Stack, read_csv, write_png, write_stack
-from ferxai.localisation import iou_difference_rows, paired_bootstrap_ious
-from ferxai.pooling import pool_stacks, resampled_heatmaps, valid_image_ids
-from ferxai.similarity import cluster_images
-from ferxai.stability import clade_support, clades, support_rows
+from ferxai.comparison.localisation import iou_difference_rows, paired_bootstrap_ious
+from ferxai.comparison.similarity import cluster_images
+from ferxai.comparison.stability import clade_support, clades, support_rows
+from ferxai.core.io import Stack, read_csv, write_png, write_stack
+from ferxai.core.plots import node_positions
+from ferxai.heatmaps.heatmap import Heatmap, stretch, to_uint8, write_heatmap
+from ferxai.heatmaps.pooling import pool_stacks, resampled_heatmaps, valid_image_ids
 
 SHAPE = (275, 224)
 MASK = np.zeros(SHAPE, bool)
@@ -34,7 +34,7 @@ def _stack(path: Path, maps, ids, valid=None) -> str:
     n = len(maps)
     valid = np.ones(n, bool) if valid is None else np.asarray(valid)
     stack = Stack(np.asarray(maps, np.float32), list(ids), np.zeros(n), np.zeros(n),
-                  np.ones((n, 6)) / 6, extras={"valid": valid})  # fmt: skip
+                  np.ones((n, 6)) / 6, extras={"valid": valid})
     write_stack(path, stack)
     return str(path)
 
@@ -45,7 +45,7 @@ def _maps(rng, center, n, jitter=25):
         _blob((center[0] + rng.integers(-jitter, jitter), center[1] + rng.integers(-jitter, jitter)))
         + 0.3 * rng.random(SHAPE)
         for _ in range(n)
-    ])  # fmt: skip
+    ])
 
 
 def _planted(tmp_path, identical=False, n=8):
@@ -84,7 +84,7 @@ def test_resampled_heatmaps_repool_as_the_aggregate_stage(tmp_path):
     maps = _maps(rng, (120, 100), 7)
     valid = [True, False, True, True, True, False, True]
     paths = [_stack(tmp_path / "a.h5", maps[:3], "abc", valid[:3]),
-             _stack(tmp_path / "b.h5", maps[3:], "defg", valid[3:])]  # fmt: skip
+             _stack(tmp_path / "b.h5", maps[3:], "defg", valid[3:])]
     assert valid_image_ids(paths) == ["a", "c", "d", "e", "g"]
     kept = maps[np.array(valid)].astype(np.float64)
     counts = np.array([[1, 1, 1, 1, 1], [2, 0, 0, 3, 0], [0, 0, 0, 0, 0]])
@@ -104,7 +104,7 @@ def test_clades_are_the_inner_nodes_of_the_linkage():
     linkage = np.array([[0, 1, 0.1, 2], [2, 3, 0.2, 2], [4, 5, 0.5, 4]], float)
     assert clades(linkage, list("abcd")) == [
         frozenset("ab"), frozenset("cd"), frozenset("abcd")
-    ]  # fmt: skip
+    ]
 
 
 def test_planted_groups_have_full_support(tmp_path):
@@ -191,7 +191,7 @@ def test_paired_resamples_share_the_drawn_images(tmp_path):
     maps = _maps(rng, (100, 110), 6)
     # b explains images 2..5 of a's 0..5: where the same images are drawn, the maps are the same
     stacks = {"a": [_stack(tmp_path / "a.h5", maps, "012345")],
-              "b": [_stack(tmp_path / "b.h5", maps[2:], "2345")]}  # fmt: skip
+              "b": [_stack(tmp_path / "b.h5", maps[2:], "2345")]}
     ious = paired_bootstrap_ious(stacks, MASK, 30, np.random.default_rng(2))
     again = paired_bootstrap_ious(stacks, MASK, 30, np.random.default_rng(2))
     assert all(np.array_equal(ious[k], again[k], equal_nan=True) for k in ious)
@@ -203,7 +203,7 @@ def test_paired_resamples_share_the_drawn_images(tmp_path):
 
 
 REGISTRY = {"A1": "WeiNet", "A2": "SongNet", "A3": "SilNet",
-            "B1": "VGG16", "B2": "VGG19", "B3": "ResNet50"}  # fmt: skip
+            "B1": "VGG16", "B2": "VGG19", "B3": "ResNet50"}
 
 
 def _folder(tmp_path, stacks):
@@ -217,7 +217,7 @@ def _folder(tmp_path, stacks):
         write_heatmap(heatmap, f"{stem}.h5", f"{stem}.png")
         stack_map[f"{name}/Anger"] = paths
     empty = Heatmap(np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.float32), np.zeros(SHAPE), 0,
-                    True, "none")  # fmt: skip
+                    True, "none")
     stem = folder / "by_network" / "AlexNet_Anger_heatmap"
     write_heatmap(empty, f"{stem}.h5", f"{stem}.png")
     write_png(tmp_path / "gt" / "Anger_gt.png", MASK.astype(np.uint8) * 255)
@@ -231,7 +231,7 @@ def test_commands_write_support_differences_and_group_test(tmp_path):
     plain, boot = tmp_path / "plain", tmp_path / "boot"
     assert main(["cluster", "--heatmaps", str(folder), "--out", str(plain)]) == 0
     assert main(["cluster", "--heatmaps", str(folder), "--out", str(boot), "--stacks-json",
-                 stacks_json, "--bootstrap", "30", "--seed", "4"]) == 0  # fmt: skip
+                 stacks_json, "--bootstrap", "30", "--seed", "4"]) == 0
     # the clustering CSVs do not change; support is added
     for path in plain.glob("*.csv"):
         assert (boot / path.name).read_bytes() == path.read_bytes(), path.name
@@ -241,7 +241,7 @@ def test_commands_write_support_differences_and_group_test(tmp_path):
     support = read_csv(boot / "support_Anger.csv")
     assert {r["leaves"] for r in support if float(r["support"]) >= 0.95} >= {
         "SilNet;SongNet;WeiNet", "ResNet50;VGG16;VGG19"
-    }  # fmt: skip
+    }
 
     compared = tmp_path / "compare"
     assert main(["compare", "--heatmaps", str(folder), "--gt", gt, "--out", str(compared)]) == 0
@@ -251,12 +251,12 @@ def test_commands_write_support_differences_and_group_test(tmp_path):
     assert float(rows[0]["p_value"]) == pytest.approx(2 / 20) and rows[0]["permutations"] == "20"
     off = tmp_path / "off"
     assert main(["compare", "--heatmaps", str(folder), "--gt", gt, "--out", str(off),
-                 "--no-group-test"]) == 0  # fmt: skip
+                 "--no-group-test"]) == 0
     assert not (off / "group_test.csv").exists()
     assert (off / "metrics.csv").read_bytes() == (compared / "metrics.csv").read_bytes()
     custom = tmp_path / "custom"
     assert main(["compare", "--heatmaps", str(folder), "--gt", gt, "--out", str(custom),
-                 "--groups", "x=WeiNet,VGG16,SilNet", "y=SongNet,VGG19,ResNet50"]) == 0  # fmt: skip
+                 "--groups", "x=WeiNet,VGG16,SilNet", "y=SongNet,VGG19,ResNet50"]) == 0
     assert float(read_csv(custom / "group_test.csv")[0]["p_value"]) > 0.2
     for bad in (
         ["--groups", "x=WeiNet,VGG16"],
@@ -265,11 +265,11 @@ def test_commands_write_support_differences_and_group_test(tmp_path):
         assert main(["compare", "--heatmaps", str(folder), "--out", str(off), *bad]) == 2
 
     base = ["extended-metrics", "--heatmaps", str(folder), "--stacks-json", stacks_json,
-            "--gt", gt, "--bootstrap", "30", "--seed", "3"]  # fmt: skip
+            "--gt", gt, "--bootstrap", "30", "--seed", "3"]
     assert main([*base, "--out", str(tmp_path / "x1.csv")]) == 0
     differences, figure = tmp_path / "iou_differences.csv", tmp_path / "iou_differences.png"
     assert main([*base, "--out", str(tmp_path / "x2.csv"), "--differences", str(differences),
-                 "--differences-figure", str(figure)]) == 0  # fmt: skip
+                 "--differences-figure", str(figure)]) == 0
     assert (tmp_path / "x1.csv").read_bytes() == (tmp_path / "x2.csv").read_bytes()
     rows = read_csv(differences)
     pairs = [(r["network_a"], r["network_b"]) for r in rows]

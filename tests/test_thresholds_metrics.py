@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferxai.errors import ConfigError
-from ferxai.metrics import (
+from ferxai.comparison.metrics import (
     binary_metrics,
     binary_metrics_batch,
     mass_inside,
@@ -21,7 +20,7 @@ from ferxai.metrics import (
     roc_auc,
     spearman,
 )
-from ferxai.thresholds import (
+from ferxai.comparison.thresholds import (
     ThresholdSpec,
     best_iou_threshold,
     binarize,
@@ -30,6 +29,7 @@ from ferxai.thresholds import (
     parse_threshold,
     topk_threshold,
 )
+from ferxai.core.errors import ConfigError
 
 REFERENCE = Path(
     os.environ.get(

@@ -9,9 +9,9 @@ import signal
 import pytest
 import torch
 
-from ferxai import provenance
 from ferxai.cli import main
-from ferxai.io import read_csv
+from ferxai.core import provenance
+from ferxai.core.io import read_csv
 from tests.test_training import FAST, make_dataset
 
 torch.set_num_threads(1)
@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 
 def _argv(dataset_csv, folds_csv):
     common = ["--model", "WeiNet", "--fold", "2", "--dataset", str(dataset_csv),
-              "--folds", str(folds_csv), "--threads", "1"]  # fmt: skip
+              "--folds", str(folds_csv), "--threads", "1"]
     train = json.dumps({**FAST, "epochs": 2, "val_fraction": 0})
     evaluate = json.dumps({"input_size": FAST["input_size"], "device": "cpu", "batch_size": 4})
     return common, train, evaluate
@@ -38,10 +38,10 @@ def test_merged_command_writes_what_train_then_evaluate_write(data, tmp_path):
     apart, merged = tmp_path / "apart", tmp_path / "merged"
     assert main(["train", *common, "--settings", train, "--out-dir", str(apart / "model")]) == 0
     assert main(["evaluate", *common, "--weights", str(apart / "model" / "model.pt"),
-                 "--settings", evaluate, "--out-dir", str(apart / "eval")]) == 0  # fmt: skip
+                 "--settings", evaluate, "--out-dir", str(apart / "eval")]) == 0
     assert main(["train-evaluate", *common, "--settings", train, "--out-dir",
                  str(merged / "model"), "--eval-settings", evaluate, "--eval-out-dir",
-                 str(merged / "eval")]) == 0  # fmt: skip
+                 str(merged / "eval")]) == 0
 
     for name in EVAL_FILES:
         assert (merged / "eval" / name).read_bytes() == (apart / "eval" / name).read_bytes(), name
@@ -64,7 +64,7 @@ def test_merged_command_writes_what_train_then_evaluate_write(data, tmp_path):
 
 def test_signal_while_evaluating_exits_143(data, tmp_path, monkeypatch):
     """A time limit during evaluation: exit 143 (Snakemake's retry resumes from the checkpoint)."""
-    import ferxai.train_evaluate as merged
+    import ferxai.networks.train_evaluate as merged
 
     def killed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -77,7 +77,7 @@ def test_signal_while_evaluating_exits_143(data, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         merged.train_evaluate("WeiNet", 2, dataset_csv, folds_csv,
                               {**json.loads(train), "epochs": 1}, tmp_path / "model", evaluate,
-                              tmp_path / "eval", threads=1)  # fmt: skip
+                              tmp_path / "eval", threads=1)
     assert stop.value.code == 143
     assert (tmp_path / "model" / "checkpoints" / "last.ckpt").is_file()
     assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
@@ -88,7 +88,7 @@ def test_rerun_for_new_evaluation_settings_trains_no_epoch_again(data, tmp_path,
     outputs: the training resumes from its complete checkpoint and exports the same weights."""
     import logging
 
-    from ferxai.train_evaluate import train_evaluate
+    from ferxai.networks.train_evaluate import train_evaluate
 
     dataset_csv, folds_csv = data
     _, train, evaluate = _argv(dataset_csv, folds_csv)

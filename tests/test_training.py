@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferxai.constants import EXPRESSIONS
-from ferxai.errors import ConfigError
-from ferxai.io import write_csv
-from ferxai.training import (
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.errors import ConfigError
+from ferxai.core.io import write_csv
+from ferxai.networks.training import (
     EpochSeededSampler,
     augment_batch,
     parse_settings,
@@ -31,7 +31,7 @@ _CELLS = [(0, 0), (0, 2), (1, 1), (2, 0), (2, 2), (1, 0)]  # class → (row, col
 
 
 def make_dataset(root: Path, subjects: int = 4, per_class: int = 2, size: int = 36, folds: int = 2,
-                 seed: int = 0) -> tuple[Path, Path]:  # fmt: skip
+                 seed: int = 0) -> tuple[Path, Path]:
     """Write PNGs, dataset.csv and folds.csv (subjects split round-robin into folds)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -48,9 +48,9 @@ def make_dataset(root: Path, subjects: int = 4, per_class: int = 2, size: int = 
                 cv2.imwrite(str(path), image)
                 rows.append({"image_id": image_id, "path": str(path), "expression": expression,
                              "label": label, "subject": f"s{subject}", "width": size,
-                             "height": size, "landmarks": "", "sha1": ""})  # fmt: skip
+                             "height": size, "landmarks": "", "sha1": ""})
                 fold_rows.append({"image_id": image_id, "fold": subject % folds + 1,
-                                  "subject": f"s{subject}", "expression": expression})  # fmt: skip
+                                  "subject": f"s{subject}", "expression": expression})
     dataset_csv, folds_csv = root / "dataset.csv", root / "folds.csv"
     write_csv(dataset_csv, rows, list(rows[0]))
     write_csv(folds_csv, fold_rows, list(fold_rows[0]))
@@ -108,14 +108,14 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(data, tmp_path, ca
     dataset_csv, folds_csv = data
     settings = {**FAST, "augment": True}  # augmentation and dropout streams must replay too
     straight = train("SongNet", 1, dataset_csv, folds_csv, {**settings, "epochs": 2},
-                     tmp_path / "straight", threads=1)  # fmt: skip
+                     tmp_path / "straight", threads=1)
     # "killed" after epoch 1: only the first epoch's checkpoint exists, then the job is rerun
     interrupted = tmp_path / "interrupted"
     train("SongNet", 1, dataset_csv, folds_csv, {**settings, "epochs": 1}, interrupted, threads=1)
     assert (interrupted / "checkpoints" / "last.ckpt").exists()
-    with caplog.at_level(logging.INFO, logger="ferxai.training"):
+    with caplog.at_level(logging.INFO, logger="ferxai.networks.training"):
         resumed = train("SongNet", 1, dataset_csv, folds_csv, {**settings, "epochs": 2},
-                        interrupted, threads=1)  # fmt: skip
+                        interrupted, threads=1)
     assert "resuming from" in caplog.text and "1 of 2 epochs done" in caplog.text
 
     a = torch.load(straight, weights_only=True)
@@ -133,9 +133,9 @@ def test_changed_settings_make_the_checkpoint_stale(data, tmp_path, caplog):
     dataset_csv, folds_csv = data
     out = tmp_path / "run"
     train("WeiNet", 2, dataset_csv, folds_csv, {**FAST, "epochs": 1}, out, threads=1)
-    with caplog.at_level(logging.INFO, logger="ferxai.training"):
+    with caplog.at_level(logging.INFO, logger="ferxai.networks.training"):
         train("WeiNet", 2, dataset_csv, folds_csv, {**FAST, "epochs": 1, "seed": 4}, out,
-              threads=1)  # fmt: skip
+              threads=1)
     assert "stale checkpoint" in caplog.text and "resuming" not in caplog.text
     stored = json.loads((out / "checkpoints" / "settings.json").read_text())
     assert stored["settings"]["seed"] == 4
@@ -150,7 +150,7 @@ def test_cli_train_writes_a_weights_only_state_dict(data, tmp_path):
     settings = json.dumps({**FAST, "epochs": 1, "val_fraction": 0})
     argv = ["train", "--model", "WeiNet", "--fold", "1", "--dataset", str(dataset_csv),
             "--folds", str(folds_csv), "--settings", settings, "--out-dir", str(out),
-            "--threads", "1"]  # fmt: skip
+            "--threads", "1"]
     assert main(argv) == 0
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(torch.is_tensor(v) for v in state.values())
@@ -164,7 +164,7 @@ def test_cli_train_writes_a_weights_only_state_dict(data, tmp_path):
 
 
 def test_centred_training_stores_the_mean_training_image_with_the_weights(data, tmp_path):
-    from ferxai.models.inputs import preload_uint8, read_fold_split, to_float
+    from ferxai.networks.inputs import preload_uint8, read_fold_split, to_float
 
     dataset_csv, folds_csv = data
     run = {**FAST, "epochs": 1, "val_fraction": 0, "center_inputs": True}
@@ -187,11 +187,11 @@ def test_centred_training_stores_the_mean_training_image_with_the_weights(data, 
             "AlexNet",
             {"epochs": 6, "optimizer": "adam", "lr": 2e-4, "input_size": 64},
             marks=pytest.mark.slow,
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_scratch_networks_learn_the_synthetic_task(name, settings, tmp_path_factory):
-    from ferxai.evaluation import evaluate
+    from ferxai.networks.evaluate import evaluate
 
     root = tmp_path_factory.mktemp(name)
     dataset_csv, folds_csv = make_dataset(root / "data", subjects=4, per_class=3, size=36)
@@ -216,7 +216,7 @@ def test_killed_job_resumes_from_its_last_checkpoint(data, tmp_path):
     settings = json.dumps({**FAST, "epochs": 30, "val_fraction": 0})
     argv = [sys.executable, "-m", "ferxai.cli", "train", "--model", "SongNet", "--fold", "1",
             "--dataset", str(dataset_csv), "--folds", str(folds_csv), "--settings", settings,
-            "--out-dir", str(out), "--threads", "1"]  # fmt: skip
+            "--out-dir", str(out), "--threads", "1"]
     job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not (out / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:

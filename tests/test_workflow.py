@@ -110,7 +110,7 @@ def test_attribute_jobs_pass_settings_every_method_accepts(tmp_path):
 
     path = tmp_path / "methods.yaml"
     path.write_text(yaml.safe_dump({"networks": {"names": ["WeiNet"]},
-                                    "attribution": {"methods": list(METHODS)}}))  # fmt: skip
+                                    "attribution": {"methods": list(METHODS)}}))
     proc = snakemake(tmp_path, "-n", "--printshellcmds", configfile=path)
     text = proc.stdout + proc.stderr
     jobs = re.findall(r"ferxai attribute .*?--method (\S+) --settings '([^']*)'", text)

@@ -13,7 +13,8 @@ import logging
 import sys
 
 from ferxai import __version__
-from ferxai.errors import FerxaiError
+from ferxai.core.code_version import closure, code_version
+from ferxai.core.errors import FerxaiError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,42 +23,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "folds": ("ferxai.data.folds", "stratified (subject-grouped) k-fold table"),
     "import-dataset": ("ferxai.data.import_dataset", "a common FER dataset (native) to a manifest"),
     "fetch-weights": (
-        "ferxai.models.pretrained",
+        "ferxai.networks.pretrained",
         "download a network's pre-trained weights (login node)",
     ),
-    "train": ("ferxai.training", "train one network on one fold (Lightning)"),
-    "evaluate": ("ferxai.evaluation", "evaluate a trained network on its test fold"),
+    "train": ("ferxai.networks.training", "train one network on one fold (Lightning)"),
+    "evaluate": ("ferxai.networks.evaluate", "evaluate a trained network on its test fold"),
     "train-evaluate": (
-        "ferxai.train_evaluate",
+        "ferxai.networks.train_evaluate",
         "train, then evaluate, one network on one fold in one process",
     ),
-    "positives": ("ferxai.evaluation", "select the images to explain per expression"),
-    "accuracy": ("ferxai.summary", "accuracy table and figure of every network and fold"),
+    "positives": ("ferxai.networks.evaluate", "select the images to explain per expression"),
+    "accuracy": ("ferxai.networks.accuracy", "accuracy table and figure of every network and fold"),
     "attribute": (
-        "ferxai.attribution.cli",
+        "ferxai.attribution.attribute",
         "explain positives (LIME, SHAP, ...) into an HDF5 stack",
     ),
-    "landmarks": ("ferxai.landmarks", "68-point landmarks of every image (given or dlib)"),
+    "landmarks": ("ferxai.normalization.landmarks", "68-point landmarks of every image (given or dlib)"),
     "landmarks-qa": (
-        "ferxai.commands.landmarks_qa",
+        "ferxai.normalization.landmarks_qa",
         "landmark QA figure: sampled faces with their points and on the canonical face",
     ),
-    "make-template": ("ferxai.template", "regenerate the canonical landmark template from dlib"),
-    "normalize": ("ferxai.normalize", "warp a stack of maps onto the canonical face"),
-    "aggregate": ("ferxai.commands.aggregate", "pool normalized maps into a global heatmap"),
-    "groundtruth": ("ferxai.groundtruth", "draw the Ekman/FACS ground-truth masks"),
-    "compare": ("ferxai.commands.compare", "IoU, F1, precision, recall of a folder of heatmaps"),
-    "cluster": ("ferxai.commands.cluster", "dendrograms and similarity matrices of heatmaps"),
+    "make-template": ("ferxai.normalization.make_template", "regenerate the canonical landmark template from dlib"),
+    "normalize": ("ferxai.normalization.normalize", "warp a stack of maps onto the canonical face"),
+    "aggregate": ("ferxai.heatmaps.aggregate", "pool normalized maps into a global heatmap"),
+    "groundtruth": ("ferxai.comparison.groundtruth", "draw the Ekman/FACS ground-truth masks"),
+    "compare": ("ferxai.comparison.compare", "IoU, F1, precision, recall of a folder of heatmaps"),
+    "cluster": ("ferxai.comparison.cluster", "dendrograms and similarity matrices of heatmaps"),
     "extended-metrics": (
-        "ferxai.commands.extended_metrics",
+        "ferxai.comparison.extended_metrics",
         "threshold-free metrics and bootstrap CIs",
     ),
-    "sanity": ("ferxai.commands.sanity", "model-randomization sanity check (Adebayo et al.)"),
-    "figures": ("ferxai.commands.figures", "figures for the report"),
-    "tables": ("ferxai.commands.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
-    "provenance": ("ferxai.provenance", "print where an artifact came from"),
+    "sanity": ("ferxai.sanity.check", "model-randomization sanity check (Adebayo et al.)"),
+    "figures": ("ferxai.report.figures", "figures for the report"),
+    "tables": ("ferxai.comparison.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
+    "provenance": ("ferxai.core.provenance", "print where an artifact came from"),
     "install-profile": (
-        "ferxai.profiles",
+        "ferxai.core.profiles",
         "install a Snakemake profile (slurm) for bare --profile",
     ),
 }
@@ -107,7 +108,7 @@ def record_provenance(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from ferxai import provenance
+    from ferxai.core import provenance
 
     input_flags = getattr(args, "provenance_inputs", ())
     output_flags = getattr(args, "provenance_outputs", ())
@@ -129,6 +130,17 @@ def record_provenance(args: argparse.Namespace) -> None:
             sources = [p for p in sources if Path(p).exists()]
             record = provenance.build(sources, settings, {"command": args.command})
             provenance.write_sidecar(output, record)
+
+
+# The code version of a rule is that of the command it runs (ferxai.core.code_version).
+def command_modules(command: str) -> list[str]:
+    """Every module ``ferxai COMMAND`` runs: the CLI and the command's module, with their imports."""
+    return closure(__name__, COMMANDS[command][0])
+
+
+def command_code_version(command: str) -> str:
+    """Code version of a rule that runs ``ferxai COMMAND``."""
+    return code_version(__name__, COMMANDS[command][0])
 
 
 def _entry(name: str):

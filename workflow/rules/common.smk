@@ -8,9 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 from ferxai.attribution.settings import job_settings
-from ferxai.code_version import code_version as module_code_version
-from ferxai.code_version import command_code_version
-from ferxai.config import (
+from ferxai.core.code_version import code_version as module_code_version
+from ferxai.cli import command_code_version
+from ferxai.core.config import (
     fetched_weights,
     network_settings,
     settings_json,
@@ -18,13 +18,13 @@ from ferxai.config import (
     validate_config,
     weights_cache,
 )
-from ferxai.constants import EXPRESSIONS
-from ferxai.errors import ConfigError
-from ferxai.group_test import default_groups
-from ferxai.heatmaps import heatmap_paths, heatmap_stem
-from ferxai.models.registry import resolve_input_size
-from ferxai.pooling import expression_plan, network_plan, network_stems
-from ferxai.tables import table_paths
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.errors import ConfigError
+from ferxai.comparison.group_test import default_groups
+from ferxai.heatmaps.heatmap import heatmap_paths, heatmap_stem
+from ferxai.networks.registry import resolve_input_size
+from ferxai.heatmaps.pooling import expression_plan, network_plan, network_stems
+from ferxai.comparison.tables import table_paths
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -75,7 +75,7 @@ os.environ["PATH"] = (
 # ------------------------------------------------------------------ code versions
 def code_version(command):
     """Hash of every ferxai module that `ferxai COMMAND` imports, transitively: editing a module
-    reruns exactly the rules whose commands use it (ferxai.code_version)."""
+    reruns exactly the rules whose commands use it (ferxai.core.code_version)."""
     try:
         return command_code_version(command)
     except ValueError as exc:
@@ -358,7 +358,7 @@ REFERENCE_SUFFIX = "cue" if config["data"]["source"] == "synthetic" else "gt"
 
 
 # ------------------------------------------------------------------ aggregation plans
-# Which stacks pool into which heatmap: built by ferxai.pooling, which also names the files.
+# Which stacks pool into which heatmap: built by ferxai.heatmaps.pooling, which also names the files.
 def network_heatmap_outputs(folder, folds, by_fold=True):
     """Every file of one network's heatmaps ({model} left as a wildcard)."""
     return [

@@ -93,33 +93,3 @@ rule folds:
     shell:
         "ferxai folds --dataset {input.dataset} --k {params.k} --seed {params.seed} "
         "--out {output.folds} > {log} 2>&1"
-
-
-rule landmarks:
-    input:
-        dataset=rules.prepare_dataset.output.dataset,
-    output:
-        landmarks=f"{R}/landmarks/landmarks.h5",
-        failures=report(
-            f"{R}/landmarks/failures.csv",
-            caption="../report/landmark_failures.rst",
-            category="1. Data",
-            labels={"table": "landmark failures"},
-        ),
-    log:
-        f"{R}/logs/landmarks.log",
-    benchmark:
-        f"{R}/benchmarks/landmarks.tsv"
-    conda:
-        "../envs/ferxai.yaml"
-    threads: 2
-    params:
-        source=get_landmark_source(),
-        max_fail=config["landmarks"]["max_failure_fraction"],
-        max_residual=config["landmarks"]["max_residual"],
-        code=code_version("landmarks"),
-    shell:
-        "FERXAI_THREADS={threads} ferxai landmarks --dataset {input.dataset} "
-        "--source {params.source} --max-failure-fraction {params.max_fail} "
-        "--max-residual {params.max_residual} "
-        "--out {output.landmarks} --failures {output.failures} > {log} 2>&1"

@@ -65,31 +65,6 @@ rule methods_comparison:
         "ferxai figures --methods {params.dirs} --methods-out {output.figure} > {log} 2>&1"
 
 
-rule landmarks_qa:
-    input:
-        dataset=rules.prepare_dataset.output.dataset,
-        landmarks=rules.landmarks.output.landmarks,
-    output:
-        figure=report(
-            f"{R}/figures/landmarks_qa.png",
-            caption="../report/landmarks_qa.rst",
-            category="1. Data",
-            labels={"figure": "landmark QA"},
-        ),
-    log:
-        f"{R}/logs/landmarks_qa.log",
-    conda:
-        "../envs/ferxai.yaml"
-    params:
-        faces=config["landmarks"]["qa_faces"],
-        seed=config["seed"],
-        code=code_version("landmarks-qa"),
-    shell:
-        "ferxai landmarks-qa --dataset {input.dataset} --landmarks {input.landmarks} "
-        "--per-expression {params.faces} --seed {params.seed} --out {output.figure} "
-        "> {log} 2>&1"
-
-
 rule run_config:
     output:
         report(
@@ -104,11 +79,11 @@ rule run_config:
         "../envs/ferxai.yaml"
     params:
         config=settings_json(config),
-        code=module_code_version("ferxai.io"),
+        code=module_code_version("ferxai.core.io"),
     run:
         import json
         import yaml
-        from ferxai.io import write_text
+        from ferxai.core.io import write_text
 
         write_text(
             output[0], yaml.safe_dump(json.loads(params.config), sort_keys=False)

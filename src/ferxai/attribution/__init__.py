@@ -38,7 +38,7 @@ _EXPLAINERS = {
 def create_explainer(method: str = DEFAULT_METHOD, model: Any = None, **settings: Any):
     """An explainer of ``model`` (in eval mode, on its device) with ``settings`` over the defaults.
 
-    Unknown methods or settings raise :class:`ferxai.errors.ConfigError` listing the valid ones.
+    Unknown methods or settings raise :class:`ferxai.core.errors.ConfigError` listing the valid ones.
     """
     import importlib
 

@@ -26,7 +26,7 @@ from ferxai.attribution.common import (
 )
 from ferxai.attribution.lime import Explanation, _default_seeds
 from ferxai.attribution.settings import resolve_settings
-from ferxai.errors import ConfigError
+from ferxai.core.errors import ConfigError
 
 # Backpropagation keeps activations: a gradient batch holds about this many times the memory.
 GRADIENT_MEMORY_FACTOR = 4

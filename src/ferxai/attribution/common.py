@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ferxai.device import autocast
+from ferxai.core.device import autocast
 
 log = logging.getLogger("ferxai.attribution")
 
@@ -58,7 +58,7 @@ def softmax_forward(
     """``images -> softmax probabilities`` (float32), under ``precision`` autocast.
 
     The paper explained softmax outputs, so every method sees probabilities, not logits.
-    ``logits_fn`` replaces ``model(images)`` (a CPU path of :mod:`ferxai.forward`, which sets
+    ``logits_fn`` replaces ``model(images)`` (a CPU path of :mod:`ferxai.networks.forward`, which sets
     its own memory format).
     """
     device = model_device(model)

@@ -31,7 +31,7 @@ from ferxai.attribution.common import (
     to_hwc_numpy,
 )
 from ferxai.attribution.settings import resolve_settings
-from ferxai.device import resolve_precision
+from ferxai.core.device import resolve_precision
 
 RIDGE_ALPHA = 1.0  # lime_base.LimeBase: Ridge(alpha=1, fit_intercept=True)
 
@@ -99,7 +99,7 @@ class LimeExplainer:
         self.device = model_device(model)
         self.precision = resolve_precision(self.settings["precision"], self.device)
         self.forward = softmax_forward(self.model, self.precision)
-        # on the CPU in fp32 the forward path is chosen on the first images (ferxai.forward)
+        # on the CPU in fp32 the forward path is chosen on the first images (ferxai.networks.forward)
         self.cpu_path_pending = self.device.type == "cpu" and self.precision == "fp32"
         self.forward_record: dict | None = None
 
@@ -144,7 +144,7 @@ class LimeExplainer:
                         images[start:stop], target[start:stop], seeds[start:stop],
                         group_segments, batch_size,
                     )
-                )  # fmt: skip
+                )
                 progress.update(stop - start, (stop - start) * num_samples)
         log.info("%s (batch %d, %s)", progress.summary(), batch_size, self.precision)
         return _concatenate(results, images.shape[-2:])
@@ -152,10 +152,10 @@ class LimeExplainer:
     def _choose_cpu_forward(self, images: torch.Tensor, batch_size: int, expected: int) -> None:
         """The CPU forward path for this explainer, checked on LIME-like perturbations of the
         first images (``expected``: forward images of this call, the job's at least)."""
-        from ferxai.forward import perturbed_examples, select_forward
+        from ferxai.networks.forward import perturbed_examples, select_forward
 
         example = perturbed_examples(images, min(batch_size, expected), self.settings["seed"],
-                                     self.settings["hide_color"])  # fmt: skip
+                                     self.settings["hide_color"])
         path = select_forward(self.model, example, self.settings["cpu_forward"], expected)
         self.forward = softmax_forward(self.model, self.precision, logits_fn=path.forward)
         self.forward_record, self.cpu_path_pending = path.record, False
@@ -236,7 +236,7 @@ class LimeExplainer:
         n_images, num_samples = masks.shape[:2]
         if device.type == "cpu":
             yield from _perturbed_batches_numpy(images, segments, masks, batch_size,
-                                                float(self.settings["hide_color"]))  # fmt: skip
+                                                float(self.settings["hide_color"]))
             return
         images = images.to(device, torch.float32)
         segments = segments.to(device).flatten(1)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferxai.errors import ConfigError
+from ferxai.core.errors import ConfigError
 
 KEEP_CHOICES = ("positive", "negative", "absolute")
 PRECISIONS = ("auto", "fp32", "bf16")
-CPU_FORWARDS = ("auto", "eager", "channels_last", "compile", "onnxruntime")  # ferxai.forward
+CPU_FORWARDS = ("auto", "eager", "channels_last", "compile", "onnxruntime")  # ferxai.networks.forward
 
 # Paper settings for LIME (Gaya-Morey et al. 2024, via lime 0.2.0.1); batch_size None = automatic.
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
@@ -64,7 +64,7 @@ def check_method(method: str) -> str:
 
 
 def job_settings(method: str, settings: dict[str, Any], precision: str,
-                 cpu_forward: str = "channels_last") -> dict[str, Any]:  # fmt: skip
+                 cpu_forward: str = "channels_last") -> dict[str, Any]:
     """A job's settings: the config block of ``method`` plus the run's ``precision`` and
     ``cpu_forward`` for the methods that take them (LIME; captum's paths stay in fp32 eager and
     reject the keys)."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ferxai.errors import ConfigError, DataError
+from ferxai.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,8 @@ def crop_one(
     detector: FaceDetector | None = None,
 ) -> dict:
     """Crop one image; return its new dataset row (absolute paths). CropFailure when no face."""
+    from ferxai.core.io import atomic_path, write_png
     from ferxai.data.images import load_rgb
-    from ferxai.io import atomic_path, write_png
 
     row = job.row
     cell = (row.get("landmarks") or "").strip()
@@ -171,7 +171,7 @@ def crop_one(
     else:
         square = box_square((detector or FaceDetector())(rgb), margin)
     if not (square.x < width and square.y < height and square.x + square.side > 0
-            and square.y + square.side > 0):  # fmt: skip
+            and square.y + square.side > 0):
         raise CropFailure(f"face box outside the {width}x{height} image")
     if square.side < min_size:
         raise CropFailure(f"face too small: {square.side} px square, below --min-size {min_size}")
@@ -209,7 +209,7 @@ def crop_rows(
 ) -> tuple[list[dict], list[dict]]:
     """Crop every dataset row (``mode`` box | landmarks | detector) into ``out_dir``
     (``images/<id>.png``, ``landmarks/<id>.npy``); return (new rows, skipped ``path,reason``)."""
-    from ferxai.device import job_cpus
+    from ferxai.core.device import job_cpus
 
     check_crop_settings(mode, margin)
     if read_points is None:
@@ -221,7 +221,7 @@ def crop_rows(
         CropJob(row, boxes.get(row["image_id"]), out / "images" / f"{name}.png",
                 out / "landmarks" / f"{name}.npy")
         for row, name in zip(rows, names)
-    ]  # fmt: skip
+    ]
     if mode == "detector":
         FaceDetector()  # a missing dlib fails here, once, with its fix
     local = threading.local()  # dlib's detector is not safe to share between threads

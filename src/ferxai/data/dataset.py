@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.constants import EXPRESSIONS, LABEL_ALIASES, NEUTRAL
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import read_csv, write_csv
+from ferxai.core.constants import EXPRESSIONS, LABEL_ALIASES, NEUTRAL
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import read_csv, write_csv
 
 log = logging.getLogger(__name__)
 
 DATASET_COLUMNS = (
     "image_id", "path", "expression", "label", "subject", "width", "height", "landmarks", "sha1",
-)  # fmt: skip
+)
 SKIPPED_COLUMNS = ("path", "reason")
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm"}
@@ -346,7 +346,7 @@ def _refuse_repeated_ids(entries: Sequence[Entry]) -> None:
 
 
 def _inspect_all(entries: Sequence[Entry], min_size: int, workers: int | None) -> list[Inspection]:
-    from ferxai.device import job_cpus
+    from ferxai.core.device import job_cpus
 
     # Pillow and hashlib release the GIL while decoding/hashing, so threads do scale here.
     n = max(1, min(workers or job_cpus(), 16))

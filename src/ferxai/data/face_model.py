@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ferxai.constants import NEUTRAL
+from ferxai.core.constants import NEUTRAL
 
 # ----------------------------------------------------------------------------- iBUG index groups
 JAW = np.arange(0, 17)
@@ -56,11 +56,11 @@ def _mean_shape() -> np.ndarray:
     pts[OUTER_LIPS] = [
         [-0.40, 1.07], [-0.26, 0.99], [-0.11, 0.96], [0.0, 0.98], [0.11, 0.96], [0.26, 0.99],
         [0.40, 1.07], [0.27, 1.21], [0.12, 1.28], [0.0, 1.29], [-0.12, 1.28], [-0.27, 1.21],
-    ]  # fmt: skip
+    ]
     pts[INNER_LIPS] = [
         [-0.34, 1.07], [-0.12, 1.09], [0.0, 1.095], [0.12, 1.09],
         [0.34, 1.07], [0.12, 1.10], [0.0, 1.105], [-0.12, 1.10],
-    ]  # fmt: skip
+    ]
     return pts
 
 
@@ -187,7 +187,7 @@ def make_subject(name: str, rng: np.random.Generator) -> Subject:
     skin = (1 - darkness) * np.array([236, 200, 176]) + darkness * np.array([98, 64, 44])
     skin = np.clip(skin * rng.normal(1.0, 0.04, 3), 0, 255)
     hair = rng.choice(np.array([[30, 22, 18], [70, 45, 25], [140, 100, 50], [200, 170, 110],
-                                [120, 120, 120], [15, 15, 15]], dtype=float))  # fmt: skip
+                                [120, 120, 120], [15, 15, 15]], dtype=float))
     return Subject(
         name=name,
         shape=shape,

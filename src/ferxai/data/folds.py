@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import write_csv
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import write_csv
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.errors import DataError
+from ferxai.core.errors import DataError
 
 _FIX = "fix: re-export it (e.g. as PNG) or remove it from the dataset"
 

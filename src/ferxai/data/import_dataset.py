@@ -5,7 +5,7 @@ affectnet), ``--source`` the dataset as distributed. The output folder gets
 
 - ``manifest.csv``: ``path,expression,subject[,landmarks]`` plus the columns the format carries
   (``split``, AffectNet's face box, KDEF's ``angle``), expressions spelled as
-  :data:`ferxai.constants.EXPRESSIONS`, subject empty where the format knows none. Written **last**,
+  :data:`ferxai.core.constants.EXPRESSIONS`, subject empty where the format knows none. Written **last**,
   so an interrupted import is never taken as complete;
 - ``skipped.csv``: ``item,reason`` for every input left out (neutral, contempt, unlabelled, ...);
 - ``images/`` for a source that has no image files (FER2013's pixel table), ``landmarks/*.npy``
@@ -28,11 +28,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ferxai.constants import EXPRESSIONS
+from ferxai.core.constants import EXPRESSIONS
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import write_csv
 from ferxai.data.importers import FORMATS, Importer, Item, Skip
 from ferxai.data.importers.common import write_item_files
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ PROGRESS_EVERY = 5000  # inputs between two progress lines
 MAX_PENDING = 256  # file writes queued before the reader waits for them
 # CLI flags that set one format's settings: flag -> (format, setting)
 SETTING_FLAGS = {"frames": ("ckplus", "frames"), "angles": ("kdef", "angles"),
-                 "images": ("rafdb", "images")}  # fmt: skip
+                 "images": ("rafdb", "images")}
 
 
 def get_importer(name: str) -> Importer:
@@ -83,7 +83,7 @@ def import_dataset(
 ) -> tuple[list[dict], list[dict]]:
     """Read ``source`` in format ``name``; write the manifest, skipped.csv and files under
     ``out_dir``; return (manifest rows, skipped rows)."""
-    from ferxai.device import job_cpus
+    from ferxai.core.device import job_cpus
 
     importer = get_importer(name)
     settings = importer.settings(settings)
@@ -108,7 +108,7 @@ def import_dataset(
                 log.info(
                     "import-dataset: %d inputs read (%d kept, %d skipped), %.0f s",
                     seen, len(rows), len(skipped), time.perf_counter() - start,
-                )  # fmt: skip
+                )
         for future in pending:
             future.result()
     if not rows:
@@ -154,7 +154,7 @@ def _log_summary(importer, rows, skipped, out: Path, seconds: float) -> None:
         "import-dataset: %d images (%s), %s -> %s in %.1f s",
         len(rows), listed, f"{subjects} subjects" if subjects else "no subjects",
         out / MANIFEST, seconds,
-    )  # fmt: skip
+    )
     for reason, count in Counter(s["reason"] for s in skipped).most_common():
         log.info("import-dataset: skipped %d: %s", count, reason)
     if skipped:
@@ -206,4 +206,4 @@ def cli_import_dataset(args: argparse.Namespace) -> None:
     log.info(
         "import-dataset: validate with `ferxai prepare --manifest %s%s --out ... --skipped ...`",
         args.out_dir / MANIFEST, f" --root {root}" if root is not None else "",
-    )  # fmt: skip
+    )

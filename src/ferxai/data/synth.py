@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS, NEUTRAL
+from ferxai.core.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS, NEUTRAL
+from ferxai.core.errors import ConfigError
+from ferxai.core.io import atomic_path, write_csv, write_png
 from ferxai.data.face_model import (
     ACTION_UNITS,
     AU_BASIS,
@@ -46,8 +48,6 @@ from ferxai.data.face_model import (
     Subject,
     make_subject,
 )
-from ferxai.errors import ConfigError
-from ferxai.io import atomic_path, write_csv, write_png
 
 log = logging.getLogger(__name__)
 
@@ -353,13 +353,66 @@ def _region_points(points: np.ndarray, region: np.ndarray, lift: float) -> np.nd
 
 
 def _canonical_points() -> np.ndarray:
-    from ferxai.template import canonical_landmarks
+    from ferxai.core.template import canonical_landmarks
 
     return np.asarray(canonical_landmarks(), dtype=float)
 
 
 # ------------------------------------------------------------------------------------ synthesize
 MANIFEST_COLUMNS = ("path", "expression", "subject", "landmarks")
+
+
+def _rendered(
+    subjects, size, seed, expressions, intensity_min, noise, images_per_expression, expressiveness
+):
+    """Every face of the set, in manifest order: (stem, subject, expression, image, landmarks).
+    Each face's random stream depends only on (seed, subject, expression, image), so the files and
+    :func:`synthetic_faces` hold the same faces."""
+    width = max(3, len(str(subjects)))
+    for s in range(subjects):
+        subject = make_subject(f"S{s + 1:0{width}d}", np.random.default_rng([seed, s]))
+        for e, expression in enumerate(expressions):
+            for m in range(images_per_expression):
+                rng = np.random.default_rng([seed, s, e + 1, m])
+                intensity = au_intensities(expression, rng, intensity_min)
+                image, landmarks = render_face(
+                    subject, intensity, Pose.random(rng), size, rng, noise, expressiveness
+                )
+                stem = f"{subject.name}_{expression}"
+                stem += f"_{m + 1:02d}" if images_per_expression > 1 else ""
+                yield stem, subject.name, expression, image, landmarks
+
+
+@dataclass(frozen=True)
+class SyntheticFaces:
+    """Faces in memory: images (N, size, size, 3) uint8, landmarks (N, 68, 2) float32 ``[x, y]``,
+    labels (N,) int64 (index in ``EXPRESSIONS``), subjects (N,)."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    labels: np.ndarray
+    subjects: list[str]
+
+
+def synthetic_faces(
+    subjects: int = 2,
+    size: int = 64,
+    seed: int = 0,
+    images_per_expression: int = 1,
+    expressiveness: float = 1.0,
+) -> SyntheticFaces:
+    """The synthetic FACS faces ``ferxai synth`` renders, in memory (for the Python API and tests):
+    the same faces as the files for the same settings."""
+    _check_settings(subjects, size, 0.5, 0.03, images_per_expression, expressiveness)
+    faces = list(
+        _rendered(subjects, size, seed, EXPRESSIONS, 0.5, 0.03, images_per_expression, expressiveness)
+    )
+    return SyntheticFaces(
+        images=np.stack([f[3] for f in faces]),
+        landmarks=np.stack([f[4] for f in faces]).astype(np.float32),
+        labels=np.array([EXPRESSIONS.index(f[2]) for f in faces], dtype=np.int64),
+        subjects=[f[1] for f in faces],
+    )
 
 
 def synthesize(
@@ -377,29 +430,20 @@ def synthesize(
     _check_settings(subjects, size, intensity_min, noise, images_per_expression, expressiveness)
     out = Path(out_dir)
     expressions = (*EXPRESSIONS, NEUTRAL) if neutral else EXPRESSIONS
-    width = max(3, len(str(subjects)))
     rows = []
-    for s in range(subjects):
-        subject = make_subject(f"S{s + 1:0{width}d}", np.random.default_rng([seed, s]))
-        for e, expression in enumerate(expressions):
-            for m in range(images_per_expression):
-                rng = np.random.default_rng([seed, s, e + 1, m])
-                intensity = au_intensities(expression, rng, intensity_min)
-                image, landmarks = render_face(
-                    subject, intensity, Pose.random(rng), size, rng, noise, expressiveness
-                )
-                stem = f"{subject.name}_{expression}"
-                stem += f"_{m + 1:02d}" if images_per_expression > 1 else ""
-                write_png(out / "images" / f"{stem}.png", image)
-                _write_npy(out / "landmarks" / f"{stem}.npy", landmarks)
-                rows.append(
-                    {
-                        "path": f"images/{stem}.png",
-                        "expression": expression,
-                        "subject": subject.name,
-                        "landmarks": f"landmarks/{stem}.npy",
-                    }
-                )
+    for stem, subject, expression, image, landmarks in _rendered(
+        subjects, size, seed, expressions, intensity_min, noise, images_per_expression, expressiveness
+    ):
+        write_png(out / "images" / f"{stem}.png", image)
+        _write_npy(out / "landmarks" / f"{stem}.npy", landmarks)
+        rows.append(
+            {
+                "path": f"images/{stem}.png",
+                "expression": expression,
+                "subject": subject,
+                "landmarks": f"landmarks/{stem}.npy",
+            }
+        )
     for expression in expressions:
         if expression != NEUTRAL:
             write_png(out / "cues" / f"{expression}_cue.png", cue_mask(expression))

@@ -1,7 +1,7 @@
 """Slow ferxai's jobs down without using CPU, for the SLURM fault tests (tests/test_slurm_faults.py).
 
-On PYTHONPATH, Python imports this at start-up. When ``ferxai.training`` or
-``ferxai.attribution.cli`` is imported later, each training batch sleeps ``FERXAI_TEST_SLOW_BATCH_S``
+On PYTHONPATH, Python imports this at start-up. When ``ferxai.networks.training`` or
+``ferxai.attribution.attribute`` is imported later, each training batch sleeps ``FERXAI_TEST_SLOW_BATCH_S``
 seconds and each attribution chunk ``FERXAI_TEST_SLOW_CHUNK_S`` seconds: a tiny `.test` job then
 lasts long enough to meet a SLURM time limit or an ``scancel``, and its results are unchanged.
 
@@ -54,8 +54,8 @@ def _fast_polls(module) -> None:
 
 
 PATCHES = {
-    "ferxai.training": _slow_training,
-    "ferxai.attribution.cli": _slow_attribution,
+    "ferxai.networks.training": _slow_training,
+    "ferxai.attribution.attribute": _slow_attribution,
     "snakemake_interface_executor_plugins.executors.remote": _fast_polls,
 }
 

@@ -22,6 +22,7 @@ from itertools import chain
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ferxai.core.errors import DataError
 from ferxai.data.importers.common import (
     Importer,
     Item,
@@ -33,7 +34,6 @@ from ferxai.data.importers.common import (
     require_file,
     require_source_dir,
 )
-from ferxai.errors import DataError
 
 LABELS = {1: "Happiness", 2: "Sadness", 3: "Surprise", 4: "Fear", 5: "Disgust", 6: "Anger"}
 NOT_SIX = {
@@ -46,7 +46,7 @@ NOT_SIX = {
 COLUMNS = (
     "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
     "expression", "valence", "arousal",
-)  # fmt: skip
+)
 BOX = ("face_x", "face_y", "face_width", "face_height")
 LISTS = "Manually_Annotated_file_lists"
 IMAGES = "Manually_Annotated_Images"

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ferxai.errors import ConfigError, DataError
-from ferxai.io import atomic_path, write_png
+from ferxai.core.errors import ConfigError, DataError
+from ferxai.core.io import atomic_path, write_png
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ferxai.core.errors import DataError
 from ferxai.data.importers.common import Importer, Item, Record, Skip, not_text_error
-from ferxai.errors import DataError
 
 SIDE = 48
 LABELS = {0: "Anger", 1: "Disgust", 2: "Fear", 3: "Happiness", 4: "Sadness", 5: "Surprise"}

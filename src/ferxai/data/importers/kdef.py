@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ferxai.core.errors import ConfigError
 from ferxai.data.importers.common import (
     IMAGE_SUFFIXES,
     Importer,
@@ -24,7 +25,6 @@ from ferxai.data.importers.common import (
     layout_error,
     require_source_dir,
 )
-from ferxai.errors import ConfigError
 
 LABELS = {
     "AF": "Fear",
