@@ -53,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "threshold-free metrics and bootstrap CIs",
     ),
     "sanity": ("ferxai.commands.sanity", "model-randomization sanity check (Adebayo et al.)"),
+    "quality": (
+        "ferxai.quality.job",
+        "faithfulness and randomisation of one network's explanations (Quantus's metrics)",
+    ),
+    "trust": ("ferxai.quality.trust", "the trust table: every method's quality with bootstrap CIs"),
     "figures": ("ferxai.commands.figures", "figures for the report"),
     "tables": ("ferxai.commands.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
     "provenance": ("ferxai.provenance", "print where an artifact came from"),
