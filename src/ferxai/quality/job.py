@@ -180,8 +180,10 @@ def run_quality(args, settings: dict, method_settings: dict) -> list[dict]:
 
         images = load_batch(image_paths(args.dataset, ids, stack_path), args.input_size)
         started = time.perf_counter()
+        segments = stack.extras.get("segments") if args.method == "lime" else None
+        segments = None if segments is None else np.asarray(segments[:keep], dtype=np.int64)
         result = measure(model, device, images, maps, expression, settings,
-                         args.method, method_settings, args.seed)  # fmt: skip
+                         args.method, method_settings, args.seed, segments)  # fmt: skip
         result |= {"expression": expression, "image_id": np.array(ids, dtype=object)}
         log.info("quality %s %s fold %d %s: %d images, %.2f s/image", args.method, args.model,
                  args.fold, expression, keep, (time.perf_counter() - started) / max(keep, 1))  # fmt: skip
@@ -190,7 +192,8 @@ def run_quality(args, settings: dict, method_settings: dict) -> list[dict]:
     return results
 
 
-def measure(model, device, images, maps, expression, settings, method, method_settings, seed):
+def measure(model, device, images, maps, expression, settings, method, method_settings, seed,
+            segments=None):  # fmt: skip
     """Every curve and similarity of one expression's images (dict of arrays, N rows each)."""
     from ferxai.quality.faithfulness import (
         deletion_insertion,
@@ -222,7 +225,7 @@ def measure(model, device, images, maps, expression, settings, method, method_se
     out["features_in_step"] = np.full(n, features)
     # Per-image seeds as the attribution stage (image i of a stack: seed + i), so the maps of the
     # trained network are the stack's and only the randomised layers change them.
-    explain = ferxai_explain(method, method_settings, [seed + i for i in range(n)])
+    explain = ferxai_explain(method, method_settings, [seed + i for i in range(n)], segments)
     mprt = settings["mprt"]
     if mprt["enabled"]:
         cascade = cascading_randomisation(model, explain, images, target, mprt["layers"],

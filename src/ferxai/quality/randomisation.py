@@ -174,9 +174,12 @@ def random_logit(
 # ------------------------------------------------------------------------ ferxai's explainers
 
 
-def ferxai_explain(method: str, settings: dict, seeds: Sequence[int]) -> Explain:
+def ferxai_explain(
+    method: str, settings: dict, seeds: Sequence[int], segments: np.ndarray | None = None
+) -> Explain:
     """``explain(model, images, targets)`` with ferxai's explainer of ``method`` (the study's
-    settings and per-image seeds, so the trained network's maps equal the attribution stage's)."""
+    settings and per-image seeds, so the trained network's maps equal the attribution stage's).
+    ``segments``: LIME's superpixels of the attribution stage (SLIC is then not rerun)."""
 
     def explain(model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
         import torch
@@ -184,10 +187,12 @@ def ferxai_explain(method: str, settings: dict, seeds: Sequence[int]) -> Explain
         from ferxai.attribution import create_explainer
 
         explainer = create_explainer(method, model, **settings)
+        extra = {} if segments is None else {"segments": list(segments)}
         result = explainer.explain(
             torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
             torch.as_tensor(np.asarray(targets), dtype=torch.long),
             seeds=list(seeds),
+            **extra,
         )
         return result.maps.float().numpy()
 
