@@ -20,7 +20,10 @@ def test_quality_defaults_are_filled():
     [
         ({"top_k": 61601}, r"quality\.top_k = 61601 is larger than a map"),
         ({"steps": 1}, r"quality\.steps: 1 is less than the minimum of 2"),
-        ({"mprt": {"similarities": ["cosine"]}}, r"quality\.mprt\.similarities\.0: 'cosine' is not"),
+        (
+            {"mprt": {"similarities": ["cosine"]}},
+            r"quality\.mprt\.similarities\.0: 'cosine' is not",
+        ),
         ({"order": "random"}, r"quality\.order: 'random' is not one of morf, lerf"),
         ({"enabled": True, "methods": ["occlusion"]}, r"quality\.methods names \['occlusion'\]"),
         ({"enabled": True, "folds": [3]}, r"quality\.folds names fold\(s\) \[3\]"),

@@ -164,7 +164,11 @@ def _check_quality(config: dict, source: str) -> None:
                 f"{source}: quality.patch_size = {quality['patch_size']} is larger than {name}'s "
                 f"input ({size} px); lower it."
             )
-    if isinstance(quality["baseline"], str) and quality["baseline"] not in ("black", "white", "mean"):
+    if isinstance(quality["baseline"], str) and quality["baseline"] not in (
+        "black",
+        "white",
+        "mean",
+    ):
         raise ConfigError(
             f"{source}: quality.baseline = {quality['baseline']!r}: use black, white, mean or a "
             "number."

@@ -15,7 +15,11 @@ from itertools import combinations
 
 import numpy as np
 
-from ferxai.comparison.localisation_scores import DEFAULT_K, LOCALISATION_SCORES, localisation_scores
+from ferxai.comparison.localisation_scores import (
+    DEFAULT_K,
+    LOCALISATION_SCORES,
+    localisation_scores,
+)
 from ferxai.constants import EXPRESSIONS, network_order
 from ferxai.groundtruth import mask_for
 from ferxai.heatmaps import Heatmap, to_uint8

@@ -70,7 +70,11 @@ def cli_quality_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, required=True, help="network input size (px)")
     parser.add_argument("--dataset", type=Path, required=True, help="dataset.csv from prepare")
     parser.add_argument(
-        "--stacks", type=Path, nargs="+", required=True, help="attribution stacks, one per expression"
+        "--stacks",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="attribution stacks, one per expression",
     )
     parser.add_argument(
         "--expression", nargs="+", required=True, choices=EXPRESSIONS, help="one per --stacks"
@@ -260,7 +264,9 @@ def _load_resume(path: Path, identity: str) -> dict | None:
         return None
     result: dict[str, object] = {"expression": attrs["expression"]}
     for key, value in arrays.items():
-        result[key] = np.array([_text(v) for v in value], dtype=object) if value.dtype.kind in "SO" else value
+        result[key] = (
+            np.array([_text(v) for v in value], dtype=object) if value.dtype.kind in "SO" else value
+        )
     return result
 
 

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ferxai.comparison.localisation_scores import DEFAULT_K, LOCALISATION_SCORES, localisation_scores
+from ferxai.comparison.localisation_scores import (
+    DEFAULT_K,
+    LOCALISATION_SCORES,
+    localisation_scores,
+)
 from ferxai.constants import EXPRESSIONS, network_order
 from ferxai.errors import ConfigError, DataError
 from ferxai.io import read_csv, read_h5, read_stack, write_csv
@@ -120,8 +124,11 @@ def image_rows(score_paths, normalized_paths, gt, top_k: int = DEFAULT_K) -> lis
                 key = (str(attrs["method"]), str(attrs["network"]), str(attrs["fold"]),
                        expression, image_id)  # fmt: skip
                 row = rows.setdefault(
-                    key, {**dict(zip(KEY, key, strict=True)),
-                          **dict.fromkeys(QUALITY_SCORES, float("nan"))}  # fmt: skip
+                    key,
+                    {
+                        **dict(zip(KEY, key, strict=True)),
+                        **dict.fromkeys(QUALITY_SCORES, float("nan")),
+                    },  # fmt: skip
                 )
                 row.update({name: float(scores[name][j]) for name in LOCALISATION_SCORES})
     for row in rows.values():
@@ -164,7 +171,9 @@ def trust_table(rows, methods, directions, n_boot: int = 200, seed: int = 42) ->
                 if not len(finite):
                     continue
                 key = f"{method}/{network}/{score}"
-                rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(key.encode())]))
+                rng = np.random.default_rng(
+                    np.random.SeedSequence([seed, zlib.crc32(key.encode())])
+                )
                 low, high = (percentile_interval(bootstrap_means(values, n_boot, rng))
                              if n_boot > 0 else (float("nan"), float("nan")))  # fmt: skip
                 table.append(
@@ -264,4 +273,3 @@ def plot_mean_curves(curve_paths, methods, out: str | Path) -> None:
     fig.tight_layout()
     save_figure(fig, out)
     plt.close(fig)
-
