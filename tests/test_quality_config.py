@@ -30,6 +30,7 @@ def test_quality_defaults_are_filled():
         ({"enabled": True, "patch_size": 50}, r"quality\.patch_size = 50 is larger than WeiNet"),
         ({"enabled": True, "baseline": "grey"}, r"quality\.baseline = 'grey'"),
         ({"regions": 0}, r"quality\.regions"),
+        ({"enabled": True, "networks": ["VGG16"]}, r"quality\.networks names \['VGG16'\]"),
         ({"stepz": 3}, r"quality: .*stepz"),
     ],
 )

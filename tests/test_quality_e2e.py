@@ -24,7 +24,7 @@ def check_quality_outputs(results):
     quality = results / "quality"
     steps = QUALITY["steps"]
     measured = 0
-    for net in CONFIG["networks"]["names"]:
+    for net in QUALITY.get("networks") or CONFIG["networks"]["names"]:
         for fold in QUALITY["folds"]:
             job = quality / "lime" / net / f"fold{fold}"
             rows = read_csv(job / "scores.csv")

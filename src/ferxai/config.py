@@ -157,7 +157,13 @@ def _check_quality(config: dict, source: str) -> None:
             f"{source}: quality.folds names fold(s) {bad} but data.folds is "
             f"{config['data']['folds']}; use folds between 1 and {config['data']['folds']}."
         )
-    for name in config["networks"]["names"]:
+    unknown = [n for n in quality["networks"] or [] if n not in config["networks"]["names"]]
+    if unknown:
+        raise ConfigError(
+            f"{source}: quality.networks names {unknown}, which networks.names does not train; "
+            "add them there or remove them here."
+        )
+    for name in quality["networks"] or config["networks"]["names"]:
         size = network_settings(config, name).get("input_size")
         if size is not None and quality["patch_size"] > size:
             raise ConfigError(

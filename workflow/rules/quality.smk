@@ -9,6 +9,7 @@ from ferxai.quality.job import DEFAULTS as QUALITY_JOB_DEFAULTS
 QUALITY = config["quality"]
 QUALITY_METHODS = QUALITY["methods"] if QUALITY["enabled"] else []
 QUALITY_FOLDS = QUALITY["folds"]
+QUALITY_NETWORKS = QUALITY["networks"] or NETWORKS
 # Only the settings the jobs use: the trust table's (top_k, bootstrap) rerun rule trust alone.
 QUALITY_JOB_SETTINGS = settings_json({k: QUALITY[k] for k in QUALITY_JOB_DEFAULTS})
 
@@ -17,7 +18,7 @@ def quality_job_outputs(method, kind):
     name = "curves.h5" if kind == "curves" else "scores.csv"
     return [
         f"{R}/quality/{method}/{m}/fold{k}/{name}"
-        for m in NETWORKS
+        for m in QUALITY_NETWORKS
         for k in QUALITY_FOLDS
     ]
 
@@ -75,7 +76,8 @@ rule trust:
         normalized=[
             f
             for m in QUALITY_METHODS
-            for f in get_stacks("normalized", m, folds=QUALITY_FOLDS)
+            for n in QUALITY_NETWORKS
+            for f in get_stacks("normalized", m, n, QUALITY_FOLDS)
         ],
         masks=rules.groundtruth.output.masks,
     output:
