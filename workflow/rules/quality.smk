@@ -4,34 +4,6 @@
 # the trained network loaded once; rule trust joins them with the localisation scores of the
 # normalized maps into the trust table.
 
-from ferxai.quality.job import DEFAULTS as QUALITY_JOB_DEFAULTS
-
-QUALITY = config["quality"]
-QUALITY_METHODS = QUALITY["methods"] if QUALITY["enabled"] else []
-QUALITY_FOLDS = QUALITY["folds"]
-QUALITY_NETWORKS = QUALITY["networks"] or NETWORKS
-# Only the settings the jobs use: the trust table's (top_k, bootstrap) rerun rule trust alone.
-QUALITY_JOB_SETTINGS = settings_json({k: QUALITY[k] for k in QUALITY_JOB_DEFAULTS})
-
-
-def quality_job_outputs(method, kind):
-    name = "curves.h5" if kind == "curves" else "scores.csv"
-    return [
-        f"{R}/quality/{method}/{m}/fold{k}/{name}"
-        for m in QUALITY_NETWORKS
-        for k in QUALITY_FOLDS
-    ]
-
-
-def quality_outputs():
-    if not QUALITY_METHODS:
-        return []
-    return [
-        f"{R}/quality/trust.csv",
-        f"{R}/quality/ranking.csv",
-        f"{R}/quality/curves.png",
-    ] + [f"{R}/quality/{m}/scores.csv" for m in QUALITY_METHODS]
-
 
 rule quality:
     input:
