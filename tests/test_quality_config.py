@@ -43,3 +43,11 @@ def test_bad_quality_settings_name_the_key(quality, match):
 def test_a_numeric_baseline_is_accepted():
     config = validate_config({"quality": {"enabled": True, "baseline": 0.5}})
     assert config["quality"]["baseline"] == 0.5
+
+
+def test_the_jobs_defaults_are_the_schemas():
+    from ferxai.quality.job import DEFAULTS, quality_settings
+
+    quality = validate_config({})["quality"]
+    assert {key: quality[key] for key in DEFAULTS} == DEFAULTS
+    assert quality_settings("{}") == DEFAULTS

@@ -48,8 +48,9 @@ SCORE_COLUMNS = (
     "random_logit_ssim",
 )
 CURVES = ("deletion", "insertion", "pixel_flipping", "region_perturbation")
+# The job's settings and their defaults, the schema's (tests/test_quality_config.py checks it).
 DEFAULTS = {
-    "images_per_class": 1,
+    "images_per_class": 2,
     "steps": 16,
     "baseline": "black",
     "patch_size": 4,
