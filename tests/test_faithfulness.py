@@ -162,3 +162,38 @@ def test_bad_settings_are_refused(batch, call, message):
     images, maps, targets = batch
     with pytest.raises(ValueError, match=message):
         call(probability_forward(small_network()), images, maps["smooth"], targets)
+
+
+def test_linear_imputation_equals_quantus():
+    """ROAD's imputation against Quantus's noisy_linear_imputation (noise 0: the system alone)."""
+    from quantus.functions.perturb_func import noisy_linear_imputation
+
+    from ferxai.quality.faithfulness import linear_imputation
+
+    rng = np.random.default_rng(2)
+    image = rng.random((3, 9, 7))
+    for count in (1, 10, 40, 63):
+        indices = rng.permutation(63)[:count]
+        ours = linear_imputation(image, indices, noise=0.0)
+        theirs = noisy_linear_imputation(arr=image, indices=indices, noise=0.0)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+    kept = np.setdiff1d(np.arange(63), indices)
+    np.testing.assert_array_equal(ours.reshape(3, -1)[:, kept], image.reshape(3, -1)[:, kept])
+
+
+def test_road_curves_follow_their_definition(batch):
+    from ferxai.quality.faithfulness import linear_imputation, road
+
+    images, maps, targets = batch
+    forward = probability_forward(small_network(3))
+    curves = road(forward, images, maps["smooth"], targets, percentages=(20, 60), noise=0.01,
+                  seed=5)  # fmt: skip
+    assert curves.shape == (5, 2)
+    i, p = 2, 60
+    order = np.argsort(-maps["smooth"][i].ravel(), kind="stable")
+    # the generator draws percentage 20's noise first
+    rng = np.random.default_rng(5 + i)
+    linear_imputation(images[i], order[: int(22 * 18 * 20 / 100)], 0.01, rng)
+    imputed = linear_imputation(images[i], order[: int(22 * 18 * p / 100)], 0.01, rng)
+    expected = forward(imputed[None].astype(np.float32))[0, targets[i]]
+    assert curves[i, 1] == pytest.approx(expected, abs=1e-6)

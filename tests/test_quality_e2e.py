@@ -41,6 +41,8 @@ def check_quality_outputs(results):
                     assert 0.0 <= float(row[key]) <= 1.0
                 assert -1.0 <= float(row["mprt_spearman"]) <= 1.0
                 assert not math.isnan(float(row["random_logit_ssim"]))
+                if QUALITY.get("road", {}).get("enabled"):
+                    assert 0.0 <= float(row["road_auc"]) <= 1.0
     assert measured > 0, "no image measured: the .test positives are empty"
     images = read_csv(quality / "lime" / "scores.csv")
     assert len([r for r in images if r["deletion_auc"] != "nan"]) == measured

@@ -14,7 +14,7 @@ from ferxai.quality.job import SCORE_COLUMNS, resume_path
 
 NETWORK, SIZE = "SilNet", 32
 LIME = '{"num_samples": 16, "n_segments": 8, "batch_size": 16, "cpu_forward": "eager"}'
-QUALITY = '{"images_per_class": 2, "steps": 4, "regions": 5, "patch_size": 8, "random_logit": true, "mprt": {"layers": 2}}'  # noqa: E501
+QUALITY = '{"images_per_class": 2, "steps": 4, "regions": 5, "patch_size": 8, "random_logit": true, "mprt": {"layers": 2}, "road": {"enabled": true, "percentages": [30, 60]}}'  # noqa: E501
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,11 +73,11 @@ def test_a_job_writes_curves_and_one_row_per_image(job, tmp_path):
     assert [r["image_id"] for r in rows] == ["s0/img0", "s1/img1"]  # images_per_class: 2
     assert list(rows[0]) == list(SCORE_COLUMNS)
     names = ["Fear/deletion", "Fear/insertion", "Fear/pixel_flipping", "Fear/region_perturbation",
-             "Fear/mprt_spearman", "Fear/mprt_ssim", "Fear/random_logit_ssim"]  # fmt: skip
+             "Fear/mprt_spearman", "Fear/mprt_ssim", "Fear/random_logit_ssim", "Fear/road"]  # fmt: skip
     curves, attrs = read_h5(tmp_path / "curves.h5", names)
     assert curves["Fear/deletion"].shape == curves["Fear/insertion"].shape == (2, 5)
     assert curves["Fear/region_perturbation"].shape == (2, 5)
-    assert curves["Fear/mprt_spearman"].shape == (2, 2)
+    assert curves["Fear/mprt_spearman"].shape == (2, 2) and curves["Fear/road"].shape == (2, 2)
     assert attrs["network"] == NETWORK
     # deletion starts at the image and insertion ends at it: the network's own probability
     stack = read_stack(job["root"] / "Fear.h5")

@@ -43,6 +43,7 @@ SCORE_COLUMNS = (
     "insertion_auc",
     "pixel_flipping_auc",
     "region_perturbation_auc",
+    "road_auc",
     "mprt_spearman",
     "mprt_ssim",
     "random_logit_ssim",
@@ -59,6 +60,7 @@ DEFAULTS = {
     "batch_size": None,
     "mprt": {"enabled": True, "layers": 3, "similarities": ["spearman", "ssim"]},
     "random_logit": False,
+    "road": {"enabled": False, "percentages": [10, 20, 30, 40, 50, 60, 70, 80, 90], "noise": 0.01},
 }
 
 
@@ -105,7 +107,9 @@ def quality_settings(text: str | dict) -> dict:
     if unknown:
         raise ConfigError(f"--quality: unknown key(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(DEFAULTS)}.")  # fmt: skip
-    settings = {**DEFAULTS, **given, "mprt": {**DEFAULTS["mprt"], **given.get("mprt", {})}}
+    settings = {**DEFAULTS, **given}
+    for group in ("mprt", "road"):
+        settings[group] = {**DEFAULTS[group], **given.get(group, {})}
     if settings["steps"] < 2:
         raise ConfigError(f"quality.steps = {settings['steps']}: needs at least 2 steps.")
     bad = [s for s in settings["mprt"]["similarities"] if s not in ("spearman", "ssim")]
@@ -228,6 +232,12 @@ def measure(model, device, images, maps, expression, settings, method, method_se
         settings["regions"], baseline, batch,
     )  # fmt: skip
     out["features_in_step"] = np.full(n, features)
+    if settings["road"]["enabled"]:
+        from ferxai.quality.faithfulness import road
+
+        road_settings = settings["road"]
+        out["road"] = road(forward, images, maps, target, road_settings["percentages"],
+                           road_settings["noise"], seed, batch)  # fmt: skip
     # Per-image seeds as the attribution stage (image i of a stack: seed + i), so the maps of the
     # trained network are the stack's and only the randomised layers change them.
     explain = ferxai_explain(method, method_settings, [seed + i for i in range(n)], segments)
@@ -244,6 +254,14 @@ def measure(model, device, images, maps, expression, settings, method, method_se
         out["random_logit_ssim"] = logit["ssim"]
         out["random_logit_class"] = logit["off_class"]
     return out
+
+
+def _road_area(curves, settings: dict, n: int) -> np.ndarray:
+    """Trapezoid area of the ROAD curves over the fraction of pixels imputed (NaN without)."""
+    if curves is None:
+        return np.full(n, np.nan)
+    x = np.asarray(settings["road"]["percentages"], dtype=np.float64) / 100.0
+    return np.trapezoid(np.asarray(curves, dtype=np.float64), x, axis=1)
 
 
 def _save_resume(path: Path, identity: str, result: dict) -> None:
@@ -306,6 +324,7 @@ def write_outputs(args, settings: dict, results: list[dict]) -> None:
             "insertion_auc": curve_area(result["insertion"], 1.0 / steps),
             "pixel_flipping_auc": curve_area(result["pixel_flipping"]),  # Quantus: unit spacing
             "region_perturbation_auc": curve_area(result["region_perturbation"]),
+            "road_auc": _road_area(result.get("road"), settings, len(ids)),
         }
         for name in ("mprt_spearman", "mprt_ssim"):  # after the last randomised layer
             areas[name] = result[name][:, -1] if name in result else np.full(len(ids), np.nan)

@@ -36,6 +36,7 @@ DIRECTIONS = {
     "insertion_auc": +1,
     "pixel_flipping_auc": -1,
     "region_perturbation_auc": +1,
+    "road_auc": -1,
     "mprt_spearman": -1,
     "mprt_ssim": -1,
     "random_logit_ssim": -1,
