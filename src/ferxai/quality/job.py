@@ -103,11 +103,13 @@ def quality_settings(text: str | dict) -> dict:
         given = json.loads(text) if isinstance(text, str) else dict(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--quality: not valid JSON ({exc}); give a JSON object.") from exc
-    unknown = sorted(set(given) - set(DEFAULTS) - {"enabled", "methods", "folds", "top_k"})
+    # the other keys of the config's quality section are the workflow's and the trust table's
+    others = {"enabled", "methods", "folds", "networks", "top_k", "bootstrap"}
+    unknown = sorted(set(given) - set(DEFAULTS) - others)
     if unknown:
         raise ConfigError(f"--quality: unknown key(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(DEFAULTS)}.")  # fmt: skip
-    settings = {**DEFAULTS, **given}
+    settings = {**DEFAULTS, **{k: v for k, v in given.items() if k in DEFAULTS}}
     for group in ("mprt", "road"):
         settings[group] = {**DEFAULTS[group], **given.get(group, {})}
     if settings["steps"] < 2:
