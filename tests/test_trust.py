@@ -57,3 +57,15 @@ def test_bootstrap_means_ignore_nan_and_cover_the_mean():
     assert np.nanmin(means) >= 1.0 and np.nanmax(means) <= 4.0
     assert means.mean() == pytest.approx(2.5, abs=0.05)
     assert np.isnan(bootstrap_means(np.array([np.nan]), 5, np.random.default_rng(0))).all()
+
+
+def test_scores_of_another_version_are_refused_naming_the_file(tmp_path):
+    from ferxai.errors import DataError
+    from ferxai.quality.trust import image_rows
+
+    old = tmp_path / "scores.csv"
+    old.write_text(
+        "method,network,fold,expression,image_id,deletion_auc\nlime,WeiNet,1,Fear,a,0.1\n"
+    )
+    with pytest.raises(DataError, match=r"scores\.csv: no column\(s\) insertion_auc"):
+        image_rows([old], [], None)

@@ -99,6 +99,14 @@ def image_rows(score_paths, normalized_paths, gt, top_k: int = DEFAULT_K) -> lis
     (images only normalized, or only measured, get NaN in the other's columns)."""
     rows: dict[tuple, dict] = {}
     for path in score_paths:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+        missing = [c for c in (*KEY, *QUALITY_SCORES) if c not in header]
+        if missing:
+            raise DataError(
+                f"{path}: no column(s) {', '.join(missing)}; it was written by another version of "
+                "`ferxai quality`. Delete it and rerun that quality job."
+            )
         for row in read_csv(path):
             key = tuple(str(row[k]) for k in KEY)
             rows[key] = {**dict(zip(KEY, key, strict=True)),
