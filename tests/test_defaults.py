@@ -16,7 +16,7 @@ SCHEMA_DEFAULTS = validate_config({}, source="the schema's defaults")
 # config key → (command, flag dest) of every CLI flag that is that key when the workflow runs it
 CLI_FLAGS = {
     "seed": [("synth", "seed"), ("folds", "seed"), ("positives", "seed"), ("attribute", "seed"),
-             ("extended-metrics", "seed")],
+             ("extended-metrics", "seed"), ("quality", "seed"), ("trust", "seed")],
     "data.min_size": [("prepare", "min_size")],
     "data.duplicates": [("prepare", "duplicates")],
     "data.folds": [("folds", "k")],
@@ -31,6 +31,9 @@ CLI_FLAGS = {
     "normalization.order": [("normalize", "order")],
     "comparison.threshold": [("compare", "threshold"), ("cluster", "threshold")],
     "comparison.bootstrap": [("extended-metrics", "bootstrap")],
+    "quality.top_k": [("extended-metrics", "top_k"), ("trust", "top_k")],
+    "quality.bootstrap": [("trust", "bootstrap")],
+    "quality.order": [("trust", "order")],
 }
 
 

@@ -108,6 +108,8 @@ def test_same_seed_bit_identical(test_run, tmp_path):
         "normalized/**/*.h5",
         "models/*/*/model.pt",
         "eval/*/*/predictions.csv",
+        "quality/**/*.csv",
+        "quality/**/*.h5",
     ):
         for path in sorted(first.glob(pattern)):
             twin = second / path.relative_to(first)

@@ -16,7 +16,7 @@ from ferxai.core import profiles
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
-GPU_RULES = ("train", "evaluate", "attribute", "attribute_randomized")
+GPU_RULES = ("train", "evaluate", "attribute", "attribute_randomized", "quality")
 LOCAL_RULES = (
     "aggregate_by_fold",
     "aggregate_by_network",
@@ -28,6 +28,7 @@ LOCAL_RULES = (
     "sanity",
     "tables",
     "figures",
+    "trust",
     "all",
 )
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

@@ -37,6 +37,7 @@ PER_NETWORK = {
     "aggregate_by_fold",
     "aggregate_by_network",
     "aggregate_randomized",
+    "quality",
 }
 DATA = {"synth", "prepare_dataset", "folds", "landmarks", "groundtruth"}
 # everything after the heatmaps: comparison, clustering, tables, figures, report
@@ -50,6 +51,7 @@ DOWNSTREAM = {
     "accuracy_table",
     "methods_comparison",
     "run_config",
+    "trust",
     "all",
 }
 

@@ -35,6 +35,8 @@ RULES = {
     "sanity",
     "figures",
     "run_config",
+    "quality",
+    "trust",
     "all",
 }
 

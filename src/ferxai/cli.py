@@ -57,6 +57,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("ferxai.report.figures", "figures for the report"),
     "tables": ("ferxai.comparison.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
     "provenance": ("ferxai.core.provenance", "print where an artifact came from"),
+    "quality": (
+        "ferxai.quality.job",
+        "faithfulness and randomisation of one network's explanations (Quantus's metrics)",
+    ),
+    "trust": ("ferxai.quality.trust", "the trust table: every method's quality with bootstrap CIs"),
     "install-profile": (
         "ferxai.core.profiles",
         "install a Snakemake profile (slurm) for bare --profile",

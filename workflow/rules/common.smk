@@ -25,6 +25,7 @@ from ferxai.heatmaps.heatmap import heatmap_paths, heatmap_stem
 from ferxai.networks.registry import resolve_input_size
 from ferxai.heatmaps.pooling import expression_plan, network_plan, network_stems
 from ferxai.comparison.tables import table_paths
+from ferxai.quality.job import DEFAULTS as QUALITY_JOB_DEFAULTS
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -322,7 +323,7 @@ def get_final_outputs():
             ]
     if len(METHODS) > 1:
         outputs.append(f"{R}/figures/methods_comparison.png")
-    return outputs
+    return outputs + quality_outputs()
 
 
 # ------------------------------------------------------------------ attribution jobs
@@ -413,3 +414,32 @@ def comparison_heatmaps(wildcards):
 
 def clustering_heatmaps(wildcards):
     return comparison_heatmaps(wildcards) + total_heatmaps(wildcards.method)
+
+
+# ------------------------------------------------------------------ explanation quality (issue 23)
+
+QUALITY = config["quality"]
+QUALITY_METHODS = QUALITY["methods"] if QUALITY["enabled"] else []
+QUALITY_FOLDS = QUALITY["folds"]
+QUALITY_NETWORKS = QUALITY["networks"] or NETWORKS
+# Only the settings the jobs use: the trust table's (top_k, bootstrap) rerun rule trust alone.
+QUALITY_JOB_SETTINGS = settings_json({k: QUALITY[k] for k in QUALITY_JOB_DEFAULTS})
+
+
+def quality_job_outputs(method, kind):
+    name = "curves.h5" if kind == "curves" else "scores.csv"
+    return [
+        f"{R}/quality/{method}/{m}/fold{k}/{name}"
+        for m in QUALITY_NETWORKS
+        for k in QUALITY_FOLDS
+    ]
+
+
+def quality_outputs():
+    if not QUALITY_METHODS:
+        return []
+    return [
+        f"{R}/quality/trust.csv",
+        f"{R}/quality/ranking.csv",
+        f"{R}/quality/curves.png",
+    ] + [f"{R}/quality/{m}/scores.csv" for m in QUALITY_METHODS]

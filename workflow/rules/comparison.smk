@@ -133,11 +133,12 @@ rule extended_metrics:
         threshold=config["comparison"]["threshold"],
         seed=config["seed"],
         groups=groups_flag(),
+        top_k=config["quality"]["top_k"],
         code=code_version("extended-metrics"),
     shell:
         "ferxai extended-metrics --heatmaps {params.heatmaps} --stacks-json '{params.stacks}' "
         "--gt $(dirname {input.masks[0]}) --bootstrap {params.bootstrap} --seed {params.seed} "
-        "--out {output.metrics} --differences {output.differences} "
+        "--top-k {params.top_k} --out {output.metrics} --differences {output.differences} "
         "--differences-figure {output.differences_figure} {params.groups} > {log} 2>&1"
 
 

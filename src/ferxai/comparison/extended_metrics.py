@@ -1,4 +1,5 @@
-"""``ferxai extended-metrics``: threshold-free metrics of the by-network heatmaps and the
+"""``ferxai extended-metrics``: threshold-free metrics and Quantus's localisation scores
+(:mod:`ferxai.comparison.localisation_scores`) of the by-network heatmaps and the
 bootstrap 95 % CI of their Otsu IoU over the explained images (``extended_metrics.csv``); with
 ``--differences`` the paired bootstrap CIs of the IoU differences between every two networks and
 between the groups' means (``iou_differences.csv``, drawn by ``--differences-figure``)."""
@@ -33,6 +34,12 @@ def cli_extended_metrics_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=42, help="bootstrap seed")
     parser.add_argument(
+        "--top-k",
+        type=int,
+        default=1000,
+        help="pixels of the top_k_intersection column (Quantus's k; at most the canvas's pixels)",
+    )
+    parser.add_argument(
         "--differences", default=None, help="output CSV of the paired IoU differences (optional)"
     )
     parser.add_argument(
@@ -52,7 +59,13 @@ def cli_extended_metrics(args: argparse.Namespace) -> None:
     heatmaps = load_heatmaps(found.by_network)
     heatmaps = {key: (heatmaps[key], path) for key, path in found.by_network.items()}
     masks, stacks = load_masks(args.gt), read_stacks_json(args.stacks_json)
-    rows = extended_metric_rows(heatmaps, masks, stacks, args.bootstrap, args.seed)
+    pixels = min((h.uint8.size for h, _ in heatmaps.values()), default=args.top_k)
+    if not 1 <= args.top_k <= pixels:
+        raise ConfigError(
+            f"--top-k {args.top_k} (config quality.top_k): must lie in 1..{pixels}, the pixels "
+            "of a heatmap. Lower it."
+        )
+    rows = extended_metric_rows(heatmaps, masks, stacks, args.bootstrap, args.seed, args.top_k)
     write_csv(args.out, rows, EXTENDED_METRIC_COLUMNS)
     if args.differences is None and args.differences_figure is None:
         return

@@ -16,6 +16,11 @@ from itertools import combinations
 import numpy as np
 
 from ferxai.comparison.groundtruth import mask_for
+from ferxai.comparison.localisation_scores import (
+    DEFAULT_K,
+    LOCALISATION_SCORES,
+    localisation_scores,
+)
 from ferxai.comparison.metrics import (
     BINARY_METRICS,
     CONTINUOUS_METRICS,
@@ -49,6 +54,7 @@ EXTENDED_METRIC_COLUMNS = (
     "network",
     "expression",
     *CONTINUOUS_METRICS,
+    *LOCALISATION_SCORES,
     "iou",
     "iou_ci_low",
     "iou_ci_high",
@@ -193,20 +199,25 @@ def extended_metric_rows(
     stacks: Mapping[str, Sequence[str]] | None,
     n_boot: int = 200,
     seed: int = 0,
+    top_k: int = DEFAULT_K,
 ) -> list[dict]:
-    """Per by-network heatmap keyed (network, expression) → (heatmap, where): continuous metrics
-    and the bootstrap 95 % CI of the Otsu IoU over the stacks of ``stacks['Network/Expression']``."""
+    """Per by-network heatmap keyed (network, expression) → (heatmap, where): continuous metrics,
+    Quantus's localisation scores (``top_k`` for its top-k intersection) and the bootstrap 95 % CI
+    of the Otsu IoU over the stacks of ``stacks['Network/Expression']``."""
     rows = []
     for net, expr in sorted(heatmaps, key=lambda k: (k[0], EXPRESSIONS.index(k[1]))):
         heatmap, where = heatmaps[(net, expr)]
         mask = mask_for(masks, expr, heatmap.uint8.shape, where)
         row: dict[str, object] = {"network": net, "expression": expr}
         if heatmap.empty:
-            row |= dict.fromkeys((*CONTINUOUS_METRICS, "iou", "iou_ci_low", "iou_ci_high"), np.nan)
+            empty = (*CONTINUOUS_METRICS, *LOCALISATION_SCORES, "iou", "iou_ci_low", "iou_ci_high")
+            row |= dict.fromkeys(empty, np.nan)
             rows.append(row | {"n_images": 0, "n_boot": 0, "note": "empty heatmap"})
             continue
         predicted, _ = binarize(heatmap.uint8, ThresholdSpec("otsu"))
         row |= continuous_metrics(heatmap.stretched, mask)
+        scores = localisation_scores(heatmap.stretched[None], mask, k=top_k)
+        row |= {name: float(values[0]) for name, values in scores.items()}
         row["iou"] = binary_metrics(predicted, mask)["iou"]
         paths = list((stacks or {}).get(f"{net}/{expr}", []))
         low = high = float("nan")

@@ -123,11 +123,61 @@ def _check_semantics(config: dict, source: str) -> None:
             f"{source}: sanity.folds names fold(s) {bad} but data.folds is {folds}; "
             f"use folds between 1 and {folds}."
         )
+    _check_quality(config, source)
     if config["device"] == "cuda" and not _gpu_visible():
         raise ConfigError(
             f"{source}: device is cuda but no GPU is visible here "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
             "Use device: auto (GPU when the job has one) or run where a GPU is visible."
+        )
+
+
+def _check_quality(config: dict, source: str) -> None:
+    """Settings of the quality stage the schema cannot check alone."""
+    from ferxai.core.constants import CANVAS_HEIGHT, CANVAS_WIDTH
+
+    quality = config["quality"]
+    pixels = CANVAS_HEIGHT * CANVAS_WIDTH
+    if quality["top_k"] > pixels:
+        raise ConfigError(
+            f"{source}: quality.top_k = {quality['top_k']} is larger than a map on the canonical "
+            f"canvas ({CANVAS_HEIGHT} × {CANVAS_WIDTH} = {pixels} pixels); lower it."
+        )
+    if not quality["enabled"]:
+        return
+    missing = [m for m in quality["methods"] if m not in config["attribution"]["methods"]]
+    if missing:
+        raise ConfigError(
+            f"{source}: quality.methods names {missing}, which attribution.methods does not run "
+            f"({config['attribution']['methods']}); add them there or remove them here."
+        )
+    bad = [f for f in quality["folds"] if f > config["data"]["folds"]]
+    if bad:
+        raise ConfigError(
+            f"{source}: quality.folds names fold(s) {bad} but data.folds is "
+            f"{config['data']['folds']}; use folds between 1 and {config['data']['folds']}."
+        )
+    unknown = [n for n in quality["networks"] or [] if n not in config["networks"]["names"]]
+    if unknown:
+        raise ConfigError(
+            f"{source}: quality.networks names {unknown}, which networks.names does not train; "
+            "add them there or remove them here."
+        )
+    for name in quality["networks"] or config["networks"]["names"]:
+        size = network_settings(config, name).get("input_size")
+        if size is not None and quality["patch_size"] > size:
+            raise ConfigError(
+                f"{source}: quality.patch_size = {quality['patch_size']} is larger than {name}'s "
+                f"input ({size} px); lower it."
+            )
+    if isinstance(quality["baseline"], str) and quality["baseline"] not in (
+        "black",
+        "white",
+        "mean",
+    ):
+        raise ConfigError(
+            f"{source}: quality.baseline = {quality['baseline']!r}: use black, white, mean or a "
+            "number."
         )
 
 

@@ -1,0 +1,1 @@
+"""Explanation quality: faithfulness, randomisation and the trust table (issue 23)."""
