@@ -1,0 +1,1 @@
+"""Networks: the registry, builders, loaders of models trained elsewhere and their cards."""
