@@ -25,27 +25,23 @@ import logging
 import math
 import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ferxai.errors import ConfigError
-from ferxai.networks.model_card import CARD_KEYS, LUMA, ModelCard, make_card
+from ferxai.networks.model_card import (
+    CARD_KEYS,
+    LUMA,
+    STATE_DICT,
+    ModelCard,
+    make_card,
+    model_format,
+)
 
 log = logging.getLogger(__name__)
 
-FORMATS = {
-    ".ts": "torchscript",
-    ".torchscript": "torchscript",
-    ".pt2": "torch.export",
-    ".onnx": "onnx",
-    ".keras": "keras",
-    ".h5": "keras",
-    ".hdf5": "keras",
-}
-STATE_DICT = "state dict"
 RUNTIMES = ("auto", "torch", "onnxruntime")
 # What each kind of model lets a method do: run it, differentiate it, hook a convolutional layer's
 # output (CAMs), and replace its nn.ReLU modules' backward (guided backprop, DeepLIFT).
@@ -58,26 +54,6 @@ CAPABILITIES = {
     "onnx/onnxruntime": frozenset({"forward"}),
     "keras": frozenset({"forward", "gradients", "layers"}),  # activations are not nn modules
 }
-
-
-def model_format(path: str | os.PathLike) -> str:
-    """The format of a ``trained_weights`` file, from its name (and a TorchScript archive's
-    contents when it is named ``.pt``/``.pth``)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in FORMATS:
-        return FORMATS[suffix]
-    if suffix in (".pt", ".pth") and path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-    return STATE_DICT
-
-
-def is_whole_model(path: str | os.PathLike) -> bool:
-    """True for a file holding its architecture too (anything but a state dict)."""
-    return model_format(path) != STATE_DICT
 
 
 # ------------------------------------------------------------------------------------ wrapper

@@ -25,8 +25,11 @@ import torch (the configuration is checked with it); the wrapper is
 
 from __future__ import annotations
 
+import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ferxai.constants import EXPRESSIONS
@@ -37,6 +40,17 @@ LAYOUTS = ("NCHW", "NHWC")
 OUTPUTS = ("logits", "probabilities")
 # The card's keys beside input_size and class_order (those two existed before cards).
 CARD_KEYS = ("channels", "layout", "scale", "mean", "std", "output")
+# trained_weights by file type (ferxai.networks.loaders reads each); anything else: a state dict.
+FORMATS = {
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+    ".pt2": "torch.export",
+    ".onnx": "onnx",
+    ".keras": "keras",
+    ".h5": "keras",
+    ".hdf5": "keras",
+}
+STATE_DICT = "state dict"
 
 
 @dataclass(frozen=True)
@@ -140,3 +154,23 @@ def _numbers(value, where: str, least: int, most: int) -> tuple[float, ...]:
         count = f"{least}" if least == most else f"{least} to {most}"
         raise ConfigError(f"{where}: {value!r}; give a list of {count} numbers.")
     return tuple(float(v) for v in value)
+
+
+def model_format(path: str | os.PathLike) -> str:
+    """The format of a ``trained_weights`` file, from its name (and a TorchScript archive's
+    contents when it is named ``.pt``/``.pth``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    if suffix in (".pt", ".pth") and path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+    return STATE_DICT
+
+
+def is_whole_model(path: str | os.PathLike) -> bool:
+    """True for a file holding its architecture too (anything but a state dict)."""
+    return model_format(path) != STATE_DICT
