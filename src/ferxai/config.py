@@ -248,6 +248,8 @@ def _check_whole_model(settings: dict, where: str, source: str) -> bool:
 
     path = settings["trained_weights"]
     card_from_settings(settings, f"{source}: {where}")  # every value of the card is valid
+    if not Path(path).is_file() and model_format(path) == STATE_DICT:
+        return False  # the caller checks a state dict's arch, then its file
     if not Path(path).is_file():
         raise ConfigError(
             f"{source}: {where}.trained_weights: {path!r} does not exist (relative paths are "

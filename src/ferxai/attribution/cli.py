@@ -476,13 +476,9 @@ def read_weights(path: str, network: str) -> dict:
 
 def randomize_weights(model, seed: int) -> None:
     """Re-initialize every layer from ``seed`` (Adebayo et al.'s full model randomization)."""
-    import torch
+    from ferxai.networks.loaders import reset_layers
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+    reset_layers(model, seed)
 
 
 def read_positives(path: Path) -> list[dict[str, str]]:

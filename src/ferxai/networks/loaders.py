@@ -326,10 +326,8 @@ def _state_dict_model(path: Path, arch: str, card: ModelCard, network: str, seed
             "own input conventions (docs/models.md)."
         )
     if seed is not None:
-        from ferxai.attribution.cli import randomize_weights
-
         model = create_model(arch, input_size=card.input_size)
-        randomize_weights(model, seed)
+        reset_layers(model, seed)
         return model.eval()
     return load_state_dict_model(arch, str(path), card.input_size, list(card.class_order),
                                  network)  # fmt: skip
@@ -461,6 +459,16 @@ _LOADERS = {"torchscript": _torchscript, "torch.export": _exported, "keras": _ke
 
 
 # ------------------------------------------------------------------------------ randomization
+
+
+def reset_layers(model: nn.Module, seed: int) -> None:
+    """Re-initialize every layer from ``seed`` with its own ``reset_parameters`` (Adebayo et al.'s
+    full model randomization of an architecture ferxai builds)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
 
 def randomize_parameters(module: nn.Module, seed: int) -> None:
