@@ -217,13 +217,18 @@ def test_the_check_names_the_key_and_the_fix(tmp_path):
     card = dict(KERAS_CARD)
     report = check_trained_model(keras_path, card, ["lime", "gradcam"], "K")
     assert report["input_size"] == 48 and "layers" in report["capabilities"]
-    assert check_trained_model(keras_path, {**card, "input_size": None}, [], "K")["input_size"] == 48
+    assert (
+        check_trained_model(keras_path, {**card, "input_size": None}, [], "K")["input_size"] == 48
+    )
     cases = [
         ({"channels": 3}, r"K\.channels: .*has 1 channel.*Set networks\.overrides\.K\.channels: 1"),
         ({"layout": "NCHW"}, r"K\.layout: .*Set networks\.overrides\.K\.layout: NHWC"),
         ({"input_size": 64}, r"K\.input_size: 64 px, but the model takes 48 x 48"),
         ({"class_order": EXPRESSIONS}, r"K\.class_order: .*class_order lists 6 classes"),
-        ({"output": "logits"}, r"K\.output: .*sum to 1.*Set networks\.overrides\.K\.output: probab"),
+        (
+            {"output": "logits"},
+            r"K\.output: .*sum to 1.*Set networks\.overrides\.K\.output: probab",
+        ),
     ]
     for change, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -263,7 +268,9 @@ def test_an_onnx_model_onnx2torch_cannot_convert_serves_perturbation_methods_onl
                                                     helper.make_opsetid("com.microsoft", 1)])  # fmt: skip
     path = tmp_path / "custom.onnx"
     onnx.save(proto, str(path))
-    assert check_trained_model(path, {"input_size": 8}, ["lime", "occlusion"], "C")["input_size"] == 8
+    assert (
+        check_trained_model(path, {"input_size": 8}, ["lime", "occlusion"], "C")["input_size"] == 8
+    )
     with pytest.raises(ConfigError, match=r"integrated_gradients needs gradients.*onnx2torch "
                                           r"cannot convert.*Methods that work on it: lime"):  # fmt: skip
         check_trained_model(path, {"input_size": 8}, ["lime", "integrated_gradients"], "C")

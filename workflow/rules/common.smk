@@ -54,9 +54,7 @@ TRAINED_ELSEWHERE = trained_networks(config)
 if workflow.is_main_process:
     for _name, _path in TRAINED_ELSEWHERE.items():
         try:
-            check_trained_model(
-                _path, network_settings(config, _name), METHODS, _name
-            )
+            check_trained_model(_path, network_settings(config, _name), METHODS, _name)
         except ConfigError as exc:
             raise WorkflowError(str(exc)) from None
 # evaluation.in_training_job: the train jobs evaluate too, in the same process (ferxai

@@ -30,15 +30,28 @@ METHOD_NEEDS: dict[str, frozenset[str]] = {
         ("saliency", "input_x_gradient", "integrated_gradients", "gradient_shap"), GRADIENTS
     ),
     **dict.fromkeys(
-        ("gradcam", "gradcam_plusplus", "xgradcam", "eigengradcam", "layercam", "hirescam",
-         "gradcam_elementwise"),
+        (
+            "gradcam",
+            "gradcam_plusplus",
+            "xgradcam",
+            "eigengradcam",
+            "layercam",
+            "hirescam",
+            "gradcam_elementwise",
+        ),
         LAYERS,
     ),  # fmt: skip
     # activations only, no gradients, but still a hook on a layer
     **dict.fromkeys(("eigencam", "scorecam", "ablationcam"), frozenset({"forward", "layers"})),
     **dict.fromkeys(
-        ("guided_backprop", "deconvolution", "deeplift", "deeplift_shap", "guided_gradcam",
-         "fullgrad"),
+        (
+            "guided_backprop",
+            "deconvolution",
+            "deeplift",
+            "deeplift_shap",
+            "guided_gradcam",
+            "fullgrad",
+        ),
         MODULES,
     ),  # fmt: skip
 }

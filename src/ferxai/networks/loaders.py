@@ -314,7 +314,8 @@ def _declared_shape(core: nn.Module) -> list | None:
 
 
 def _state_dict_model(path: Path, arch: str, card: ModelCard, network: str, seed) -> nn.Module:
-    from ferxai.models import create_model, load_trained as load_state_dict_model
+    from ferxai.models import create_model
+    from ferxai.models import load_trained as load_state_dict_model
 
     default = ModelCard()
     if any(getattr(card, k) != getattr(default, k) for k in CARD_KEYS):
