@@ -81,7 +81,7 @@ def export_torch(net: nn.Module, fmt: str, folder, size: int = TORCH_SIZE):
 
 def keras_model(seed: int = 5):
     """48 px grey NHWC input, two convolutions, softmax over 7 classes."""
-    import keras
+    keras = pytest.importorskip("keras", reason="Keras 3 models need the keras extra")
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((48, 48, 1))
