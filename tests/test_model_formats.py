@@ -344,12 +344,16 @@ def prepared_config(tmp_path, fmt: str) -> tuple[dict, str]:
 
 def test_dry_run_lists_no_train_job_and_passes_the_card(tmp_path):
     config, name = prepared_config(tmp_path, "keras")
+    config["sanity"] = {"enabled": True, "folds": [1]}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     text = snakemake(tmp_path, "-n", "--printshellcmds", configfile=path).stdout
     assert not re.search(r"ferxai train", text)
     assert re.search(rf"ferxai evaluate --model {name} --card '\{{.*\"layout\":\"NHWC\"", text)
     assert re.search(rf"ferxai attribute --model {name} --card .* --input-size 48 ", text)
+    # the randomized twin redraws the weights of the model's own file
+    weights = re.escape(str(tmp_path / "net.keras"))
+    assert re.search(rf"attribute --model {name} --card .* --weights {weights} --randomize", text)
     config["networks"]["overrides"][name]["input_size"] = 64
     path.write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path, "-n", configfile=path, check=False)

@@ -58,7 +58,8 @@ def parse_eval_settings(settings: str | dict | None) -> dict[str, Any]:
 
 
 def load_trained_model(network: str, weights: str | os.PathLike, input_size: int | None,
-                       arch: str | None = None, class_order=None, card=None):  # fmt: skip
+                       arch: str | None = None, class_order=None, card=None,
+                       device=None):  # fmt: skip
     """Build ``network`` and load a ``model.pt`` state dict (``weights_only=True``) into it; with
     ``arch``/``class_order``, weights trained elsewhere (:func:`ferxai.models.load_trained`); a
     whole model (TorchScript, torch.export, ONNX, Keras) or a ``card``:
@@ -72,7 +73,8 @@ def load_trained_model(network: str, weights: str | os.PathLike, input_size: int
         from ferxai.networks.loaders import load_trained as load_any
 
         return load_any(weights, arch=arch, network=network, input_size=input_size,
-                        class_order=class_order, **(card or {}))  # fmt: skip
+                        class_order=class_order, device=device and str(device),
+                        **(card or {}))  # fmt: skip
     if arch or class_order:
         return load_trained(arch or network, str(weights), input_size, class_order, network)
     model = create_model(network, input_size=input_size)
@@ -206,7 +208,7 @@ def evaluate(
         size = trained_input_size(weights, given, network)
     else:
         size = resolve_input_size(arch or network, options["input_size"])
-    model = load_trained_model(network, weights, size, arch, class_order, card)
+    model = load_trained_model(network, weights, size, arch, class_order, card, device)
 
     rows = read_fold_split(dataset_csv, folds_csv, fold).test
     true = labels_of(rows)

@@ -452,8 +452,10 @@ def _whole_model(job: AttributeJob, device):
     model = load_trained(job.weights, arch=job.arch, runtime=runtime, network=job.model,
                          randomize_seed=job.seed if job.randomize else None,
                          input_size=job.input_size, class_order=job.class_order,
-                         **(job.card or {}))  # fmt: skip
+                         device=str(device), **(job.card or {}))  # fmt: skip
     log.info("attribute: %s is a %s model on %s", job.model, model.format, model.runtime)
+    if model.runtime == "onnxruntime":  # ONNX Runtime's CPU provider: the explainer stays there
+        device = torch.device("cpu")
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 

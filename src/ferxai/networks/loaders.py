@@ -27,6 +27,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,7 +87,8 @@ class CardModel(nn.Module):
         """ferxai's batch → the model's input (torch arithmetic: gradients reach ``x``)."""
         if self.card.channels == 1:
             x = (x * self.luma.to(x.dtype)).sum(dim=1, keepdim=True)
-        x = self.low + self.span * x
+        if (self.low, self.span) != (0.0, 1.0):  # ferxai's own range needs no arithmetic
+            x = self.low + self.span * x
         if self.mean is not None:
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         if self.card.layout == "NHWC":
@@ -179,21 +181,19 @@ class OnnxRuntimeCore(nn.Module):
                 f"{self.source}: this ONNX model runs on ONNX Runtime, which has no gradients; "
                 "load it with runtime='torch' (onnx2torch) for gradient methods."
             )
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy().astype(self.dtype)
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        array = array.astype(self.dtype, copy=False)
         batch = self.batch or len(array)
         outputs = []
         for start in range(0, len(array), batch):
             part = array[start : start + batch]
             short = batch - len(part)
             if short:
-                import numpy as np
-
                 part = np.concatenate([part, np.zeros((short, *part.shape[1:]), part.dtype)])
             out = self.session.run(None, {self.input_name: part})[0]
             outputs.append(out[: batch - short])
-        import numpy as np
-
-        return torch.from_numpy(np.concatenate(outputs).astype(np.float32)).to(x.device)
+        out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        return torch.from_numpy(out.astype(np.float32, copy=False)).to(x.device)
 
 
 class LayerTap(nn.Identity):
@@ -262,6 +262,7 @@ def load_trained(
     runtime: str = "auto",
     network: str | None = None,
     randomize_seed: int | None = None,
+    device: str | None = None,
     **card,
 ) -> nn.Module:
     """The model in ``path`` behind ferxai's interface, in eval mode: (N, 3, S, S) RGB in [0, 1]
@@ -271,7 +272,11 @@ def load_trained(
     ``class_order`` (:mod:`ferxai.networks.model_card`). ``arch``: the architecture of a state
     dict (default ``network``). ``runtime`` (ONNX only): ``onnxruntime`` (forward passes: the
     perturbation methods), ``torch`` (onnx2torch: every method) or ``auto`` (ONNX Runtime when
-    installed). ``randomize_seed``: redraw the weights (the sanity check's randomized twin)."""
+    installed). ``randomize_seed``: redraw the weights (the sanity check's randomized twin).
+    ``device`` (``cpu``, ``cuda``): where the caller will run it (Keras places its variables and
+    inputs at import; default cpu)."""
+    if device is not None:
+        _JOB_DEVICE[0] = torch.device(device).type
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime: {runtime!r}; use one of {', '.join(RUNTIMES)}.")
     path = Path(path)
@@ -283,7 +288,7 @@ def load_trained(
                           "to the working directory).")  # fmt: skip
     model_card = make_card(f"networks.overrides.{network}", **card)
     if fmt == STATE_DICT:
-        return _state_dict_model(path, arch or network, model_card, network, randomize_seed)
+        return load_state_dict(path, arch or network, model_card, network, randomize_seed)
     if arch is not None:
         raise ConfigError(
             f"networks.overrides.{network}.arch: {path.name} is a whole {fmt} model, which "
@@ -313,25 +318,25 @@ def _declared_shape(core: nn.Module) -> list | None:
     return list(program_shape) if program_shape else None
 
 
-def _state_dict_model(path: Path, arch: str, card: ModelCard, network: str, seed) -> nn.Module:
-    from ferxai.models import create_model
-    from ferxai.models import load_trained as load_state_dict_model
+def load_state_dict(path, arch: str, card: ModelCard, network: str, seed=None) -> nn.Module:
+    """A state dict in a ferxai or timm architecture (:func:`ferxai.models.load_trained`); its
+    card may only say ``input_size`` and ``class_order``."""
+    from ferxai import models
 
     default = ModelCard()
     if any(getattr(card, k) != getattr(default, k) for k in CARD_KEYS):
         raise ConfigError(
-            f"networks.overrides.{network}: {path.name} is a state dict, loaded into the ferxai "
-            f"architecture {arch}, which takes ferxai's inputs (RGB in [0, 1]) and ends in logits; "
-            "the card keys channels, layout, scale, mean, std and output apply to whole models. "
-            "Remove them, or export the whole model (TorchScript, torch.export, ONNX) with its "
-            "own input conventions (docs/models.md)."
+            f"networks.overrides.{network}: {Path(path).name} is a state dict, loaded into the "
+            f"ferxai architecture {arch}, which takes ferxai's inputs (RGB in [0, 1]) and ends in "
+            "logits; the card keys channels, layout, scale, mean, std and output apply to whole "
+            "models. Remove them, or export the whole model (TorchScript, torch.export, ONNX) "
+            "with its own input conventions (docs/models.md)."
         )
     if seed is not None:
-        model = create_model(arch, input_size=card.input_size)
+        model = models.create_model(arch, input_size=card.input_size)
         reset_layers(model, seed)
         return model.eval()
-    return load_state_dict_model(arch, str(path), card.input_size, list(card.class_order),
-                                 network)  # fmt: skip
+    return models.load_trained(arch, str(path), card.input_size, list(card.class_order), network)
 
 
 def _torchscript(path: Path, source: str) -> nn.Module:
@@ -373,6 +378,9 @@ def _program_input_shape(program) -> list | None:
 
 def _keras(path: Path, source: str) -> nn.Module:
     backend = os.environ.setdefault("KERAS_BACKEND", "torch")
+    # Keras puts its variables and every input on its own device (read once, at its import): the
+    # device the job runs on, else a GPU whenever one is visible even for a CPU job.
+    os.environ.setdefault("KERAS_TORCH_DEVICE", _JOB_DEVICE[0])
     try:
         import keras
     except ImportError as exc:
@@ -457,6 +465,7 @@ def onnx_input_shape(proto) -> list:
 
 
 _LOADERS = {"torchscript": _torchscript, "torch.export": _exported, "keras": _keras}
+_JOB_DEVICE = ["cpu"]  # load_trained(device=...): where a Keras model's variables live
 
 
 # ------------------------------------------------------------------------------ randomization
@@ -487,7 +496,6 @@ def randomize_parameters(module: nn.Module, seed: int) -> None:
 
 def _randomize_initializers(proto, seed: int) -> None:
     """:func:`randomize_parameters` on an ONNX graph's float initializers of ≥ 2 dims."""
-    import numpy as np
     from onnx import numpy_helper
 
     rng = np.random.default_rng(seed)
