@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	(rm -rf results/ of old runs, old clones) or run with NEED_GB=0 to try anyway.')"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,landmarks,workflow,onnx]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,landmarks,workflow,onnx,keras]'
 	touch $(STAMP)
 
 # The whole study on the embedded synthetic data, then the self-contained HTML report.

@@ -25,7 +25,7 @@ _API = {
     "EXPRESSIONS": "ferxai.core.constants",
     "synthetic_faces": "ferxai.data.synth",
     "create_model": "ferxai.networks",
-    "load_trained": "ferxai.networks",
+    "load_trained": "ferxai.networks.loaders",
     "create_explainer": "ferxai.attribution",
     "landmarks_of": "ferxai.normalization.landmarks",
     "warp_to_canonical": "ferxai.normalization.warp",

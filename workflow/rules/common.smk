@@ -26,6 +26,8 @@ from ferxai.networks.registry import resolve_input_size
 from ferxai.heatmaps.pooling import expression_plan, network_plan, network_stems
 from ferxai.comparison.tables import table_paths
 from ferxai.quality.job import DEFAULTS as QUALITY_JOB_DEFAULTS
+from ferxai.networks.model_card import CARD_KEYS, is_whole_model
+from ferxai.networks.model_check import check_trained_model, trained_input_size
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -48,6 +50,14 @@ JOB_THREADS = 1
 # Models trained elsewhere (networks.overrides.NAME.trained_weights): no train job; every fold
 # evaluates and explains the same weights on its own test images.
 TRAINED_ELSEWHERE = trained_networks(config)
+# Each is loaded and probed once before any job (its file, its card, the methods it must serve);
+# not again in the jobs' own Snakemake processes on a cluster.
+if workflow.is_main_process:
+    for _name, _path in TRAINED_ELSEWHERE.items():
+        try:
+            check_trained_model(_path, network_settings(config, _name), METHODS, _name)
+        except ConfigError as exc:
+            raise WorkflowError(str(exc)) from None
 # evaluation.in_training_job: the train jobs evaluate too, in the same process (ferxai
 # train-evaluate), one interpreter start-up per network and fold instead of two; the evaluate jobs
 # then evaluate only the models trained elsewhere. Each rule's {model} is limited to its networks
@@ -92,6 +102,8 @@ def input_size(model):
     """The network's input side in pixels (null in the config → its native size)."""
     settings = network_settings(config, model)
     try:
+        if model in TRAINED_ELSEWHERE and is_whole_model(TRAINED_ELSEWHERE[model]):
+            return trained_input_size(TRAINED_ELSEWHERE[model], settings, model)
         return resolve_input_size(settings.get("arch") or model, settings["input_size"])
     except ConfigError as exc:
         raise WorkflowError(f"networks.overrides.{model}: {exc}") from None
@@ -135,16 +147,30 @@ def get_weights(wildcards):
 
 
 def model_flags(wildcards):
-    """--arch/--class-order of a model trained elsewhere; nothing for the others."""
+    """--arch/--class-order of a model trained elsewhere, --card for a whole model's input and
+    output card (channels, layout, ...); nothing for the others."""
     import shlex
 
     if wildcards.model not in TRAINED_ELSEWHERE:
         return ""
     settings = network_settings(config, wildcards.model)
-    flags = f"--arch {shlex.quote(settings.get('arch') or wildcards.model)}"
+    if is_whole_model(TRAINED_ELSEWHERE[wildcards.model]):
+        card = {k: settings[k] for k in CARD_KEYS if settings.get(k) is not None}
+        flags = f"--card {shlex.quote(settings_json(card))}"
+    else:
+        flags = f"--arch {shlex.quote(settings.get('arch') or wildcards.model)}"
     if settings.get("class_order"):
         flags += " --class-order " + " ".join(map(shlex.quote, settings["class_order"]))
     return flags
+
+
+def randomized_weights_flag(wildcards, input):
+    """The randomized twin's weights: none (re-initialized from the architecture), or, for a
+    whole model, its own file with the weights redrawn from the seed."""
+    model = TRAINED_ELSEWHERE.get(wildcards.model)
+    if model and is_whole_model(model):
+        return f"--weights {input.weights} --randomize"
+    return "--weights none --randomize"
 
 
 def get_fetched_weights(wildcards):

@@ -22,7 +22,7 @@ use rule attribute as attribute_randomized with:
         expressions=job_expressions,
         seed=config["seed"],
         device=config["device"],
-        weights_flag="--weights none --randomize",
+        weights_flag=randomized_weights_flag,
         model_flags=model_flags,
         code=code_version("attribute"),
 

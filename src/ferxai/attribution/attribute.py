@@ -59,6 +59,7 @@ class AttributeJob:
     randomize: bool = False
     arch: str | None = None  # weights trained elsewhere: their architecture (default: model)
     class_order: tuple[str, ...] | None = None  # ... and their head's classes, in output order
+    card: dict[str, Any] | None = None  # ... and a whole model's input/output card
 
 
 def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +96,8 @@ def cli_attribute_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None, help="architecture of weights trained elsewhere")
     parser.add_argument("--class-order", nargs="+", default=None,
                         help="classes of that model's head in output order")
+    parser.add_argument("--card", default=None,
+                        help="JSON: a whole model's input/output card (docs/models.md)")
     parser.set_defaults(
         provenance_inputs=("weights", "dataset", "positives"), provenance_outputs=("out",)
     )
@@ -161,8 +164,15 @@ def _run_one(args: argparse.Namespace, expression: str, positives: Path, out: Pa
         randomize=args.randomize,
         arch=getattr(args, "arch", None),
         class_order=tuple(args.class_order) if getattr(args, "class_order", None) else None,
+        card=_card(getattr(args, "card", None)),
     )
     run_attribute(job, keep_resume=True)
+
+
+def _card(text: str | None) -> dict[str, Any] | None:
+    from ferxai.networks.evaluate import parse_card
+
+    return parse_card(text)
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -294,6 +304,7 @@ def _resume_identity(job: AttributeJob, settings, positives, checkpoint_sha256: 
         "randomize": job.randomize,
         "arch": job.arch,
         "class_order": list(job.class_order or []),
+        "card": job.card or {},
         "expression": job.expression,
         "fold": job.fold,
         "positives": [row["image_id"] for row in positives],
@@ -399,7 +410,7 @@ def load_model(job: AttributeJob, device):
     Cached per process: the expressions of one job share one network.
     """
     key = (job.model, job.weights, job.input_size, job.randomize, job.seed, str(device),
-           job.arch, job.class_order)
+           job.arch, job.class_order, json.dumps(job.card, sort_keys=True), job.method)
     if key not in _MODELS:
         _MODELS[key] = _build_model(job, device)
     return _MODELS[key]
@@ -409,7 +420,10 @@ def _build_model(job: AttributeJob, device):
     import torch
 
     from ferxai.networks import create_model, load_trained
+    from ferxai.networks.model_card import is_whole_model
 
+    if job.weights and (job.card or is_whole_model(job.weights)):
+        return _whole_model(job, device)
     external = job.weights and (job.arch or job.class_order)
     if external:  # trained elsewhere: its architecture, its head's class order
         model = load_trained(job.arch or job.model, job.weights, job.input_size, job.class_order,
@@ -422,6 +436,26 @@ def _build_model(job: AttributeJob, device):
         randomize_weights(model, job.seed)
     elif not job.weights:
         log.warning("attribute: --weights none: explaining an untrained %s", job.model)
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def _whole_model(job: AttributeJob, device):
+    """A model trained elsewhere behind its card (ferxai.networks.loaders): ONNX runs on ONNX
+    Runtime for the methods that only run the model, on onnx2torch for the others; the
+    randomized twin redraws the file's weights from the seed."""
+    import torch
+
+    from ferxai.networks.capabilities import FORWARD, method_needs
+    from ferxai.networks.loaders import load_trained
+
+    runtime = "auto" if method_needs(job.method) <= FORWARD else "torch"
+    model = load_trained(job.weights, arch=job.arch, runtime=runtime, network=job.model,
+                         randomize_seed=job.seed if job.randomize else None,
+                         input_size=job.input_size, class_order=job.class_order,
+                         device=str(device), **(job.card or {}))
+    log.info("attribute: %s is a %s model on %s", job.model, model.format, model.runtime)
+    if model.runtime == "onnxruntime":  # ONNX Runtime's CPU provider: the explainer stays there
+        device = torch.device("cpu")
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 
@@ -444,13 +478,9 @@ def read_weights(path: str, network: str) -> dict:
 
 def randomize_weights(model, seed: int) -> None:
     """Re-initialize every layer from ``seed`` (Adebayo et al.'s full model randomization)."""
-    import torch
+    from ferxai.networks.loaders import reset_layers
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+    reset_layers(model, seed)
 
 
 def read_positives(path: Path) -> list[dict[str, str]]:

@@ -202,12 +202,18 @@ class GradCamExplainer(_CaptumExplainer):
 def named_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules:
-        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        convs = [n for n, m in modules.items() if _is_conv(m)]
         raise ConfigError(
             f"gradcam setting layer={name!r}: no such module in {type(model).__name__}; "
             f"convolutions include {', '.join(convs[-5:])} (or use null for the last one)."
         )
     return modules[name]
+
+
+def _is_conv(module: nn.Module) -> bool:
+    """A 2-D convolution, or a module standing for one (``ferxai_conv``: the channels-first tap
+    after a Keras model's convolution, ferxai.networks.loaders.LayerTap)."""
+    return isinstance(module, nn.Conv2d) or getattr(module, "ferxai_conv", False)
 
 
 def last_conv_layer(model: nn.Module, image: torch.Tensor) -> str:
@@ -217,7 +223,7 @@ def last_conv_layer(model: nn.Module, image: torch.Tensor) -> str:
     handles = [
         module.register_forward_hook(lambda mod, _inp, _out: order.append(names[mod]))
         for module in names
-        if isinstance(module, nn.Conv2d)
+        if _is_conv(module)
     ]
     try:
         with torch.inference_mode():

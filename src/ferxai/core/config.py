@@ -181,7 +181,9 @@ def _check_quality(config: dict, source: str) -> None:
         )
 
 
-PER_NETWORK_KEYS = ("trained_weights", "arch", "class_order")
+# The input/output card of a model trained elsewhere (ferxai.networks.model_card) is per network.
+CARD_KEYS = ("channels", "layout", "scale", "mean", "std", "output")
+PER_NETWORK_KEYS = ("trained_weights", "arch", "class_order", *CARD_KEYS)
 
 
 def _check_networks(config: dict, source: str) -> None:
@@ -209,7 +211,7 @@ def _check_networks(config: dict, source: str) -> None:
         if settings.get("trained_weights"):
             _check_trained(settings, name, where, source)
             continue
-        for key in ("arch", "class_order"):
+        for key in ("arch", "class_order", *CARD_KEYS):
             if settings.get(key) is not None:
                 raise ConfigError(
                     f"{source}: {where}.{key}: only for a model trained elsewhere (with "
@@ -257,6 +259,8 @@ def _given(nets: dict, name: str) -> bool:
 def _check_trained(settings: dict, name: str, where: str, source: str) -> None:
     from ferxai.networks.registry import class_rows, is_known, list_models, model_info
 
+    if _check_whole_model(settings, where, source):
+        return
     arch = settings.get("arch") or name
     if not is_known(arch):
         raise ConfigError(
@@ -277,6 +281,53 @@ def _check_trained(settings: dict, name: str, where: str, source: str) -> None:
             f"{model_info(arch).min_input_size}); set the size the model was trained at."
         )
     class_rows(settings.get("class_order") or EXPRESSIONS, f"{source}: {where}.class_order")
+
+
+# What reading each whole-model format needs (module, the extra that installs it).
+_FORMAT_PACKAGES = {"onnx": (("onnx", "onnx"),), "keras": (("keras", "keras"),)}
+
+
+def _check_whole_model(settings: dict, where: str, source: str) -> bool:
+    """The static checks of a whole model trained elsewhere (TorchScript, torch.export, ONNX,
+    Keras): its card's values, no arch, the packages its format needs; False for a state dict,
+    which the caller checks. Loading and probing the file is ferxai.networks.model_check's (run
+    by the workflow before any job)."""
+    import importlib.util
+
+    from ferxai.networks.model_card import STATE_DICT, card_from_settings, model_format
+
+    path = settings["trained_weights"]
+    card_from_settings(settings, f"{source}: {where}")  # every value of the card is valid
+    if not Path(path).is_file() and model_format(path) == STATE_DICT:
+        return False  # the caller checks a state dict's arch, then its file
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"{source}: {where}.trained_weights: {path!r} does not exist (relative paths are "
+            "relative to the working directory). Fix the path."
+        )
+    fmt = model_format(path)
+    if fmt == STATE_DICT:
+        given = [k for k in CARD_KEYS if settings.get(k) is not None]
+        if given:
+            raise ConfigError(
+                f"{source}: {where}.{given[0]}: {Path(path).name} is a state dict, loaded into a "
+                "ferxai architecture that takes ferxai's inputs (RGB in [0, 1]) and returns "
+                f"logits; {', '.join(CARD_KEYS)} describe whole models. Remove it, or export the "
+                "whole model (TorchScript, torch.export, ONNX; docs/models.md)."
+            )
+        return False
+    if settings.get("arch") is not None:
+        raise ConfigError(
+            f"{source}: {where}.arch: {Path(path).name} is a whole {fmt} model, which carries "
+            "its architecture; arch applies to state dicts only. Remove arch."
+        )
+    for module, extra in _FORMAT_PACKAGES.get(fmt, ()):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"{source}: {where}.trained_weights: reading {fmt} models needs the {module} "
+                f"package: pip install 'ferxai[{extra}]'."
+            )
+    return True
 
 
 def weights_cache(config: Mapping[str, Any]) -> str:

@@ -58,13 +58,23 @@ def parse_eval_settings(settings: str | dict | None) -> dict[str, Any]:
 
 
 def load_trained_model(network: str, weights: str | os.PathLike, input_size: int | None,
-                       arch: str | None = None, class_order=None):
+                       arch: str | None = None, class_order=None, card=None,
+                       device=None):
     """Build ``network`` and load a ``model.pt`` state dict (``weights_only=True``) into it; with
-    ``arch``/``class_order``, weights trained elsewhere (:func:`ferxai.networks.load_trained`)."""
+    ``arch``/``class_order``, weights trained elsewhere (:func:`ferxai.networks.load_trained`); a
+    whole model (TorchScript, torch.export, ONNX, Keras) or a ``card``:
+    :func:`ferxai.networks.loaders.load_trained` (ONNX on ONNX Runtime when installed)."""
     import torch
 
     from ferxai.networks import create_model, load_trained
+    from ferxai.networks.model_card import is_whole_model
 
+    if card or is_whole_model(weights):
+        from ferxai.networks.loaders import load_trained as load_any
+
+        return load_any(weights, arch=arch, network=network, input_size=input_size,
+                        class_order=class_order, device=device and str(device),
+                        **(card or {}))
     if arch or class_order:
         return load_trained(arch or network, str(weights), input_size, class_order, network)
     model = create_model(network, input_size=input_size)
@@ -176,9 +186,11 @@ def evaluate(
     threads: int | None = None,
     arch: str | None = None,
     class_order: Sequence[str] | None = None,
+    card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate trained ``network`` on the test images of ``fold``; write the four outputs.
-    ``arch``/``class_order``: a model trained elsewhere (its architecture, its head's classes)."""
+    ``arch``/``class_order``/``card``: a model trained elsewhere (its architecture, its head's
+    classes, its input/output card: :mod:`ferxai.networks.model_card`)."""
     from ferxai.core.device import configure_threads, resolve_precision, select_device
     from ferxai.networks import resolve_input_size
     from ferxai.networks.inputs import labels_of, preload_uint8, read_fold_split
@@ -187,8 +199,16 @@ def evaluate(
     configure_threads(threads)
     device = select_device(options["device"])
     precision = resolve_precision(options["precision"], device)
-    size = resolve_input_size(arch or network, options["input_size"])
-    model = load_trained_model(network, weights, size, arch, class_order)
+    from ferxai.networks.model_card import is_whole_model
+
+    if is_whole_model(weights):  # its own size: the card's, else the one its file declares
+        from ferxai.networks.model_check import trained_input_size
+
+        given = {"input_size": options["input_size"], "class_order": class_order, **(card or {})}
+        size = trained_input_size(weights, given, network)
+    else:
+        size = resolve_input_size(arch or network, options["input_size"])
+    model = load_trained_model(network, weights, size, arch, class_order, card, device)
 
     rows = read_fold_split(dataset_csv, folds_csv, fold).test
     true = labels_of(rows)
@@ -200,6 +220,7 @@ def evaluate(
     write_csv(out_dir / "predictions.csv", _prediction_rows(rows, true, predicted, probabilities),
               PREDICTION_COLUMNS)
     metrics = {"network": network, "fold": fold, **classification_metrics(true, predicted)}
+    metrics.update(_other_classes(model, class_order, rows, size, options["batch_size"], device))
     write_json(out_dir / "metrics.json", metrics)
     matrix = confusion(true, predicted)
     write_csv(out_dir / "confusion.csv", _confusion_rows(matrix), ("true", *EXPRESSIONS))
@@ -208,6 +229,38 @@ def evaluate(
     log.info("%s fold %d: accuracy %.4f, macro F1 %.4f on %d test images", network, fold,
              metrics["accuracy"], metrics["macro_f1"], metrics["n"])
     return metrics
+
+
+def _other_classes(model, class_order, rows, size: int, batch_size: int,
+                   device=None) -> dict[str, Any]:
+    """The head's classes the six-expression study drops (Neutral, Contempt, ...) and, when the
+    model's full output is at hand (:class:`ferxai.networks.loaders.CardModel`), the share of
+    test images it scores highest on one of them: faces the six-way scores force into an
+    expression. Nothing for a model with the six classes only."""
+    from ferxai.networks.registry import class_rows
+
+    order = list(getattr(getattr(model, "card", None), "class_order", None) or class_order or [])
+    if not order:
+        return {}
+    kept, _ = class_rows(order, "class_order")
+    dropped = [i for i in range(len(order)) if i not in kept]
+    if not dropped:
+        return {}
+    out: dict[str, Any] = {"dropped_classes": [order[i] for i in dropped]}
+    if hasattr(model, "scores") and rows:
+        import torch
+
+        from ferxai.networks.inputs import preload_uint8, to_float
+
+        images = preload_uint8(rows, size)
+        top = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = to_float(torch.from_numpy(images[start : start + batch_size]))
+                top.append(model.scores(x.to(device or x.device)).argmax(dim=1))
+        top = torch.cat(top).cpu().numpy()
+        out["dropped_top_share"] = {order[i]: float(np.mean(top == i)) for i in dropped}
+    return out
 
 
 def _prediction_rows(rows, true, predicted, probabilities) -> Iterable[dict[str, Any]]:
@@ -338,6 +391,9 @@ def cli_evaluate_args(parser: argparse.ArgumentParser) -> None:
                         help="architecture of weights trained elsewhere (default: --model)")
     parser.add_argument("--class-order", nargs="+", default=None,
                         help="classes of that model's head in output order (default: ferxai's)")
+    parser.add_argument("--card", default=None,
+                        help="JSON: that model's input/output card (channels, layout, scale, "
+                        "mean, std, output; docs/models.md)")
     parser.set_defaults(
         provenance_inputs=("weights", "dataset", "folds"), provenance_outputs=("out_dir",)
     )
@@ -346,7 +402,20 @@ def cli_evaluate_args(parser: argparse.ArgumentParser) -> None:
 def cli_evaluate(args: argparse.Namespace) -> None:
     evaluate(args.model, args.weights, args.fold, args.dataset, args.folds, args.settings,
              args.out_dir, threads=args.threads, arch=args.arch,
-             class_order=args.class_order)
+             class_order=args.class_order, card=parse_card(args.card))
+
+
+def parse_card(text: str | None) -> dict[str, Any] | None:
+    """``--card`` JSON → the card's keys (None without one)."""
+    if not text:
+        return None
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--card: not valid JSON ({exc}); give a JSON object.") from exc
+    if not isinstance(card, dict):
+        raise ConfigError(f"--card: expected a JSON object, got {type(card).__name__}.")
+    return card
 
 
 def cli_positives_args(parser: argparse.ArgumentParser) -> None:

@@ -301,6 +301,9 @@ def select_forward(model: torch.nn.Module, example_batch: torch.Tensor, choice: 
                    expected_images: int | None = None) -> ForwardPath:
     """The ``cpu_forward`` setting applied to ``model`` (see the module docstring)."""
     choice = check_choice(choice)
+    if getattr(model, "fixed_forward", False):  # a model on its own runtime (ONNX Runtime)
+        return ForwardPath("model", model.eval(), {"path": "model", "checked": False,
+                                                   "runtime": getattr(model, "runtime", None)})
     if choice == "eager":
         return ForwardPath("eager", _eager(model.eval()), {"path": "eager", "checked": False})
     check = example_batch[:CHECK_BATCH]  # the numbers, not the speed: a few images suffice
