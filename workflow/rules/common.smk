@@ -18,6 +18,7 @@ from ferxai.config import (
     validate_config,
     weights_cache,
 )
+from ferxai.comparison.au_atlas import load_atlas
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import ConfigError
 from ferxai.group_test import default_groups
@@ -302,6 +303,7 @@ def get_final_outputs():
         f"{R}/eval/accuracy.csv",
         f"{R}/run_config.yaml",
         f"{R}/figures/groundtruth.png",
+        f"{R}/figures/au_atlas.png",
         f"{R}/figures/landmarks_qa.png",
     ]
     for method in METHODS:

@@ -1,3 +1,10 @@
+# The action units of the AU atlas (config groundtruth.atlas or the shipped one): one region each.
+try:
+    ATLAS_AUS = list(load_atlas(config["groundtruth"]["atlas"])["action_units"])
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
 rule groundtruth:
     output:
         masks=expand(f"{R}/groundtruth/{{expression}}_gt.png", expression=EXPRESSIONS),
@@ -6,6 +13,13 @@ rule groundtruth:
             caption="../report/groundtruth.rst",
             category="4. Ground truth",
             labels={"figure": "Ekman/FACS masks"},
+        ),
+        au_masks=expand(f"{R}/groundtruth/au/AU{{au}}.png", au=ATLAS_AUS),
+        au_figure=report(
+            f"{R}/figures/au_atlas.png",
+            caption="../report/au_atlas.rst",
+            category="4. Ground truth",
+            labels={"figure": "FACS action-unit atlas"},
         ),
     log:
         f"{R}/logs/groundtruth.log",
@@ -17,10 +31,16 @@ rule groundtruth:
             if config["groundtruth"]["spec"]
             else ""
         ),
+        atlas=(
+            f"--atlas {config['groundtruth']['atlas']}"
+            if config["groundtruth"]["atlas"]
+            else ""
+        ),
         code=code_version("groundtruth"),
     shell:
         "ferxai groundtruth --out-dir $(dirname {output.masks[0]}) {params.spec} "
-        "--figure {output.figure} > {log} 2>&1"
+        "--figure {output.figure} {params.atlas} --au-dir $(dirname {output.au_masks[0]}) "
+        "--au-figure {output.au_figure} > {log} 2>&1"
 
 
 rule compare:

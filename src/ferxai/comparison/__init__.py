@@ -1,0 +1,1 @@
+"""Comparison of explanations with the human reference regions."""
