@@ -58,3 +58,26 @@ def test_intensity_letters():
         intensity_letter(2.5)
     assert from_intensities({1: 0.95, 2: 0.1, 26: 0.5, 5: 0.31}, 0.3) == "1E+5B+26C"
     assert from_intensities({1: 0.1}, 0.3) == ""
+
+
+def test_synth_writes_the_aus_it_rendered(tmp_path):
+    from ferxai.data import synth
+    from ferxai.data.face_model import EXPRESSION_AUS
+    from ferxai.io import read_csv
+
+    rows = read_csv(synth.synthesize(tmp_path, subjects=2, size=48, seed=3, neutral=True))
+    for row in rows:
+        coded = set(au_numbers(row["aus"]))
+        # The expression's AUs are at least intensity_min (0.5, letter C or more); distractors,
+        # at most 0.2, show only above the threshold (0.15) and as trace (A).
+        assert set(EXPRESSION_AUS[row["expression"]]) <= coded
+        for unit in parse_aus(row["aus"]):
+            if unit.au not in EXPRESSION_AUS[row["expression"]]:
+                assert unit.intensity == "A"
+            else:
+                assert unit.intensity in "CDE"
+    assert any(set(au_numbers(r["aus"])) - set(EXPRESSION_AUS[r["expression"]]) for r in rows)
+    strict = read_csv(
+        synth.synthesize(tmp_path / "b", subjects=2, size=48, seed=3, aus_threshold=0.3)
+    )
+    assert all(set(au_numbers(r["aus"])) == set(EXPRESSION_AUS[r["expression"]]) for r in strict)

@@ -46,6 +46,7 @@ from ferxai.data.face_model import (
     Subject,
     make_subject,
 )
+from ferxai.data.facs import from_intensities
 from ferxai.errors import ConfigError
 from ferxai.io import atomic_path, write_csv, write_png
 
@@ -359,7 +360,11 @@ def _canonical_points() -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ synthesize
-MANIFEST_COLUMNS = ("path", "expression", "subject", "landmarks")
+MANIFEST_COLUMNS = ("path", "expression", "subject", "landmarks", "aus")
+# AUs at least this intense are written to the manifest's ``aus`` column (FACS notation, letters in
+# five equal intensity bands): the expression's AUs (>= intensity_min) and the stronger distractors
+# (uniform in [0, DISTRACTOR_MAX]), so faces of one expression differ in their coded AUs.
+AUS_THRESHOLD = 0.15
 
 
 def synthesize(
@@ -372,9 +377,12 @@ def synthesize(
     noise: float = 0.03,
     images_per_expression: int = 1,
     expressiveness: float = 1.0,
+    aus_threshold: float = AUS_THRESHOLD,
 ) -> Path:
     """Render the dataset under ``out_dir``; return the manifest path (written last, atomically)."""
     _check_settings(subjects, size, intensity_min, noise, images_per_expression, expressiveness)
+    if not 0.0 < aus_threshold <= 1.0:
+        raise ConfigError(f"synth --aus-threshold: {aus_threshold} must be in (0, 1] (e.g. 0.15).")
     out = Path(out_dir)
     expressions = (*EXPRESSIONS, NEUTRAL) if neutral else EXPRESSIONS
     width = max(3, len(str(subjects)))
@@ -398,6 +406,10 @@ def synthesize(
                         "expression": expression,
                         "subject": subject.name,
                         "landmarks": f"landmarks/{stem}.npy",
+                        "aus": from_intensities(
+                            dict(zip(ACTION_UNITS, intensity.tolist(), strict=True)),
+                            aus_threshold,
+                        ),
                     }
                 )
     for expression in expressions:
@@ -448,6 +460,12 @@ def cli_synth_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expressiveness", type=float, default=1.0, help="AU amplitude scale (2 = caricatured)"
     )
+    parser.add_argument(
+        "--aus-threshold",
+        type=float,
+        default=AUS_THRESHOLD,
+        help="AUs at least this intense (0-1) go into the manifest's aus column",
+    )
     parser.set_defaults(provenance_inputs=(), provenance_outputs=("out_dir",))
 
 
@@ -463,5 +481,6 @@ def cli_synth(args: argparse.Namespace) -> None:
         noise=args.noise,
         images_per_expression=args.images_per_expression,
         expressiveness=args.expressiveness,
+        aus_threshold=args.aus_threshold,
     )
     log.info("synth: wrote %s in %.1f s", manifest, time.perf_counter() - start)
