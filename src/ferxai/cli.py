@@ -45,7 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-template": ("ferxai.template", "regenerate the canonical landmark template from dlib"),
     "normalize": ("ferxai.normalize", "warp a stack of maps onto the canonical face"),
     "aggregate": ("ferxai.commands.aggregate", "pool normalized maps into a global heatmap"),
-    "groundtruth": ("ferxai.groundtruth", "draw the Ekman/FACS ground-truth masks"),
+    "groundtruth": (
+        "ferxai.comparison.references",
+        "draw the Ekman/FACS ground-truth masks and the action-unit atlas",
+    ),
     "compare": ("ferxai.commands.compare", "IoU, F1, precision, recall of a folder of heatmaps"),
     "cluster": ("ferxai.commands.cluster", "dendrograms and similarity matrices of heatmaps"),
     "extended-metrics": (

@@ -528,31 +528,7 @@ def cli_groundtruth_args(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also draw the masks over the numbered points",
     )
-    parser.add_argument(
-        "--atlas",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="action-unit atlas YAML (default: the shipped FACS atlas)",
-    )
-    parser.add_argument(
-        "--au-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write one AU{n}.png (0/255) per atlas action unit here",
-    )
-    parser.add_argument(
-        "--au-figure",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="also draw the atlas, one panel per action unit",
-    )
-    parser.set_defaults(
-        provenance_inputs=("spec", "atlas"),
-        provenance_outputs=("out_dir", "figure", "au_dir", "au_figure"),
-    )
+    parser.set_defaults(provenance_inputs=("spec",), provenance_outputs=("out_dir", "figure"))
 
 
 def cli_groundtruth(args: argparse.Namespace) -> None:
@@ -573,18 +549,3 @@ def cli_groundtruth(args: argparse.Namespace) -> None:
     if args.figure is not None:
         save_masks_figure(spec, masks, points89, args.figure)
         log.info("wrote %s", args.figure)
-    if args.au_dir is not None or args.au_figure is not None:
-        from ferxai.comparison.au_atlas import (
-            atlas_masks,
-            load_atlas,
-            save_atlas_figure,
-            write_atlas_pngs,
-        )
-
-        atlas = load_atlas(args.atlas)
-        au_masks = atlas_masks(atlas, points=points89)
-        if args.au_dir is not None:
-            write_atlas_pngs(au_masks, args.au_dir)
-            log.info("wrote %d action-unit regions to %s", len(au_masks), args.au_dir)
-        if args.au_figure is not None:
-            save_atlas_figure(atlas, au_masks, args.au_figure)
