@@ -55,6 +55,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ferxai.commands.extended_metrics",
         "threshold-free metrics and bootstrap CIs",
     ),
+    "au-coverage": (
+        "ferxai.comparison.au_coverage",
+        "share of every heatmap's mass in each action unit's region, with localisation scores",
+    ),
+    "per-face": (
+        "ferxai.comparison.per_face",
+        "each explained image against its own AUs' regions and its expression's prototype",
+    ),
     "sanity": ("ferxai.commands.sanity", "model-randomization sanity check (Adebayo et al.)"),
     "figures": ("ferxai.commands.figures", "figures for the report"),
     "tables": ("ferxai.commands.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),

@@ -192,6 +192,27 @@ def write_atlas_pngs(masks: Mapping[int, np.ndarray], out_dir: str | os.PathLike
     return paths
 
 
+def read_atlas_dir(folder: str | os.PathLike) -> dict[int, np.ndarray]:
+    """``{AU: bool mask}`` from the ``AU{n}.png`` files of ``folder`` (``--au-dir``'s output)."""
+    import re
+
+    from ferxai.errors import DataError
+    from ferxai.io import read_png_gray
+
+    folder = Path(folder)
+    found = {}
+    for path in folder.glob("AU*.png"):
+        match = re.fullmatch(r"AU(\d+)\.png", path.name)
+        if match:
+            found[int(match[1])] = read_png_gray(path) > 127
+    if not found:
+        raise DataError(
+            f"{folder}: no AU{{n}}.png; write the atlas regions with `ferxai groundtruth --au-dir "
+            f"{folder}`."
+        )
+    return dict(sorted(found.items()))
+
+
 def save_atlas_figure(atlas: Mapping, masks: Mapping[int, np.ndarray], path) -> None:
     """One panel per AU over the canonical points: the region, the AU's number and FACS name."""
     import matplotlib

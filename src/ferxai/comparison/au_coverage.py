@@ -8,8 +8,8 @@ atlas region ``R`` of an action unit, the *coverage* is the share of the heatmap
 
 1 means no preference (a uniform map gives 1 for every AU), 2 twice the mass a uniform map puts
 there, 0 none. Beside it the six localisation scores of :func:`localisation_scores` against ``R``.
-The 95 % CI of the coverage comes from a bootstrap over the explained images: each resample's
-pooled mean is stretched like the heatmap (the images are read once per batch of resamples).
+The 95 % CI of the coverage comes from a bootstrap over the explained images (percentile interval;
+see :func:`bootstrap_coverage` for how the stretch's floor is held).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def region_matrix(masks: Mapping[int, np.ndarray]) -> tuple[list[int], np.ndarra
     """The AUs and a float64 (pixels, AUs) 0/1 matrix of their regions (a map @ it = region sums)."""
     aus = list(masks)
     matrix = np.stack([np.asarray(masks[au], dtype=np.float64).ravel() for au in aus], axis=1)
-    return aus, matrix
+    # Column-major: maps (B, pixels) @ it runs ~3x faster in BLAS than with a row-major copy.
+    return aus, np.asfortranarray(matrix)
 
 
 def coverage(maps: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -63,34 +64,35 @@ def bootstrap_coverage(
     n_boot: int,
     rng: np.random.Generator,
     chunk: int = 64,
-    batch: int = 50,
 ) -> np.ndarray:
-    """Coverage (n_boot, AUs) of ``n_boot`` resampled pooled maps, each stretched to [0, 1].
+    """Coverage (n_boot, AUs) of ``n_boot`` resampled pooled maps of ``stack_paths``.
 
-    Resample b draws the valid maps of ``stack_paths`` with replacement (count vector c); its
-    pooled mean is ``c @ maps / n``; memory is ``batch × canvas``.
+    Resample b draws the valid maps with replacement (count vector c); its pooled mean is
+    ``c @ maps / n``. Coverage does not depend on the stretch's scale, only on its floor (the
+    map's minimum): the floor is held at that of the pooled map of all images, so each resample
+    only needs the images' region sums (read once) and the interval is free of the bias that the
+    minimum of a resampled mean has (fewer distinct images, a lower minimum).
     """
-    _, n = count_maps(stack_paths)
-    if n == 0 or n_boot == 0:
+    sums, totals, floor_map = [], [], None
+    for maps in valid_map_chunks(stack_paths, chunk):
+        flat = maps.reshape(len(maps), -1).astype(np.float64)
+        sums.append(flat @ matrix)
+        totals.append(flat.sum(axis=1))
+        floor_map = flat.sum(axis=0) if floor_map is None else floor_map + flat.sum(axis=0)
+    if floor_map is None or n_boot == 0:
         return np.full((n_boot, matrix.shape[1]), np.nan)
+    region_sums, image_totals = np.concatenate(sums), np.concatenate(totals)
+    n = len(image_totals)
+    mean = floor_map / n
+    low = mean.min() if mean.max() > mean.min() and mean.max() > 0 else 0.0
     draws = rng.integers(0, n, size=(n_boot, n))
-    flat = (draws + np.arange(n_boot)[:, None] * n).ravel()
-    counts = np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
-    out = np.empty((n_boot, matrix.shape[1]))
-    for start in range(0, n_boot, batch):
-        block = counts[start : start + batch]
-        sums = np.zeros((len(block), matrix.shape[0]))
-        offset = 0
-        for maps in valid_map_chunks(stack_paths, chunk):
-            sums += block[:, offset : offset + len(maps)] @ maps.reshape(len(maps), -1)
-            offset += len(maps)
-        means = sums / n
-        # ferxai.heatmaps.stretch, row-wise: (mean - min) / (max - min) when it can be stretched.
-        low, high = means.min(axis=1, keepdims=True), means.max(axis=1, keepdims=True)
-        ok = (high > low) & (high > 0)
-        stretched = np.where(ok, (means - low) / np.where(ok, high - low, 1.0), means)
-        out[start : start + len(block)] = coverage(stretched, matrix)
-    return out
+    flat_draws = (draws + np.arange(n_boot)[:, None] * n).ravel()
+    counts = np.bincount(flat_draws, minlength=n_boot * n).reshape(n_boot, n) / n
+    area = matrix.sum(axis=0)
+    inside = counts @ region_sums - low * area  # Σ_R (mean - low) per resample and AU
+    total = counts @ image_totals - low * matrix.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (inside / total[:, None]) / np.where(area > 0, area / matrix.shape[0], np.nan)
 
 
 def fold_of(path: str | os.PathLike) -> int | None:
@@ -225,3 +227,69 @@ def plot_coverage(rows: Sequence[Mapping], expression: str, path: str | os.PathL
     bar.set_ticks([-4, -2, 0, 2, 4], labels=["1/16", "1/4", "1", "4", "16"])
     fig.tight_layout()
     save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def cli_au_coverage_args(parser) -> None:
+    parser.add_argument("--heatmaps", required=True, help="folder of by-network/by-fold heatmaps")
+    parser.add_argument(
+        "--stacks-json",
+        default=None,
+        help="'Network/Expression' → normalized stack paths (JSON object or .json): the CIs",
+    )
+    parser.add_argument("--au-dir", required=True, help="folder of AU{n}.png (groundtruth)")
+    parser.add_argument(
+        "--spec", default=None, help="Ekman spec YAML whose prototype AUs are marked (shipped)"
+    )
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--figure-dir", default=None, help="folder for {Expression}.png figures")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=42, help="bootstrap seed")
+    parser.add_argument(
+        "--top-k", type=int, default=1000, help="k of top_k_intersection (pixels, default 1000)"
+    )
+    parser.set_defaults(
+        provenance_inputs=("heatmaps", "stacks_json", "au_dir", "spec"),
+        provenance_outputs=("out", "figure_dir"),
+    )
+
+
+def cli_au_coverage(args) -> None:
+    from pathlib import Path
+
+    from ferxai.commands._arguments import read_stacks_json
+    from ferxai.comparison.au_atlas import prototype_aus, read_atlas_dir
+    from ferxai.errors import ConfigError
+    from ferxai.groundtruth import load_spec
+    from ferxai.heatmaps import CANVAS_SHAPE, discover_heatmaps, load_heatmaps
+    from ferxai.io import write_csv
+
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: must be 0 (none) or more.")
+    if not 1 <= args.top_k <= CANVAS_SHAPE[0] * CANVAS_SHAPE[1]:
+        raise ConfigError(
+            f"--top-k {args.top_k}: must be 1..{CANVAS_SHAPE[0] * CANVAS_SHAPE[1]} (the canvas)."
+        )
+    found = discover_heatmaps(args.heatmaps)
+    files = {(net, "all", expr): path for (net, expr), path in found.by_network.items()}
+    files |= {(net, fold, expr): path for (net, expr, fold), path in found.by_fold.items()}
+    if not files:
+        raise DataError(
+            f"{args.heatmaps}: no by-network or by-fold heatmap ({{Network}}_{{Expression}}_"
+            "heatmap.png); point --heatmaps at `ferxai aggregate`'s folder."
+        )
+    loaded = load_heatmaps(files)
+    heatmaps = {key: (loaded[key], path) for key, path in files.items()}
+    masks = read_atlas_dir(args.au_dir)
+    prototypes = prototype_aus(load_spec(args.spec))
+    rows = coverage_rows(
+        heatmaps, masks, prototypes, read_stacks_json(args.stacks_json), args.bootstrap,
+        args.seed, args.top_k,
+    )  # fmt: skip
+    write_csv(args.out, rows, COVERAGE_COLUMNS)
+    if args.figure_dir is not None:
+        for expression in EXPRESSIONS:
+            if any(r["expression"] == expression for r in rows):
+                plot_coverage(rows, expression, Path(args.figure_dir) / f"{expression}.png")
