@@ -312,6 +312,8 @@ def get_final_outputs():
         outputs += [
             f"{R}/comparison/{method}/metrics.csv",
             f"{R}/comparison/{method}/extended_metrics.csv",
+            f"{R}/comparison/{method}/au_coverage.csv",
+            f"{R}/comparison/{method}/per_face_summary.csv",
             f"{R}/comparison/{method}/tables/metrics_iou_by_network.md",
             f"{R}/figures/{method}/heatmap_grid.png",
             f"{R}/figures/{method}/iou_bars.png",
