@@ -21,7 +21,7 @@ import numpy as np
 
 from ferxai.comparison.au_coverage import fold_of
 from ferxai.comparison.localisation_scores import LOCALISATION_SCORES, localisation_scores
-from ferxai.constants import EXPRESSIONS
+from ferxai.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS
 from ferxai.data.facs import au_numbers
 from ferxai.errors import ConfigError, DataError
 from ferxai.heatmaps import stretch, to_uint8
@@ -259,8 +259,9 @@ def cli_per_face(args: argparse.Namespace) -> None:
 
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap {args.bootstrap}: must be 0 (none) or more.")
-    if not 1 <= args.top_k <= 275 * 224:
-        raise ConfigError(f"--top-k {args.top_k}: must be 1..{275 * 224} (the canvas).")
+    pixels = CANVAS_HEIGHT * CANVAS_WIDTH
+    if not 1 <= args.top_k <= pixels:
+        raise ConfigError(f"--top-k {args.top_k}: must be 1..{pixels} (the canvas).")
     spec = parse_threshold(args.threshold)
     stacks = read_stacks_json(args.stacks_json)
     if not stacks:
