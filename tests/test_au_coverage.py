@@ -70,6 +70,23 @@ def test_bootstrap_matches_explicit_resampling(tmp_path, masks):
     np.testing.assert_allclose(expected.mean(axis=0), point, rtol=0.05)
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_one_map_scores_equal_localisation_scores(masks, quantized):
+    """The one-sort path gives localisation_scores' numbers exactly, ties included."""
+    from ferxai.comparison.au_coverage import one_map_scores
+
+    rng = np.random.default_rng(4)
+    heat = rng.random(SHAPE) ** 2
+    if quantized:  # many ties, as an 8-bit heatmap has
+        heat = np.floor(heat * 255) / 255
+    stacked = np.stack(list(masks.values()) + [np.zeros(SHAPE, bool)])
+    got = one_map_scores(heat, stacked, 1000)
+    want = localisation_scores(np.broadcast_to(heat, stacked.shape), stacked, k=1000)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    assert np.isnan(got["auc"][-1])
+
+
 def test_fold_of():
     assert fold_of("results/normalized/lime/WeiNet/fold3/Anger.h5") == 3
     assert fold_of("x/Anger.h5") is None
@@ -115,8 +132,10 @@ def test_command_writes_rows_cis_and_figures(tmp_path, masks):
     assert float(by[("BrowNet", "all", 1)]["coverage"]) > 2.0
     assert smile["prototype"] == "True" and by[("SmileNet", "all", 1)]["prototype"] == "False"
     for row in (smile, brow, by[("SmileNet", "2", 12)]):
-        assert float(row["coverage_ci_low"]) <= float(row["coverage"]) <= float(
-            row["coverage_ci_high"]
+        assert (
+            float(row["coverage_ci_low"])
+            <= float(row["coverage"])
+            <= float(row["coverage_ci_high"])
         )
     assert by[("SmileNet", "all", 12)]["n_images"] == "10"
     assert by[("SmileNet", "1", 12)]["n_images"] == "5"  # a fold's CI resamples its own images

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ferxai.comparison.localisation_scores import LOCALISATION_SCORES, localisation_scores
+from ferxai.comparison.localisation_scores import LOCALISATION_SCORES
 from ferxai.constants import EXPRESSIONS
 from ferxai.errors import DataError
 from ferxai.heatmaps import Heatmap
@@ -64,6 +64,7 @@ def bootstrap_coverage(
     n_boot: int,
     rng: np.random.Generator,
     chunk: int = 64,
+    cache: dict | None = None,
 ) -> np.ndarray:
     """Coverage (n_boot, AUs) of ``n_boot`` resampled pooled maps of ``stack_paths``.
 
@@ -71,16 +72,19 @@ def bootstrap_coverage(
     ``c @ maps / n``. Coverage does not depend on the stretch's scale, only on its floor (the
     map's minimum): the floor is held at that of the pooled map of all images, so each resample
     only needs the images' region sums (read once) and the interval is free of the bias that the
-    minimum of a resampled mean has (fewer distinct images, a lower minimum).
+    minimum of a resampled mean has (fewer distinct images, a lower minimum). ``cache`` (path →
+    its region sums) lets the by-fold and by-network heatmaps read each stack once.
     """
-    sums, totals, floor_map = [], [], None
-    for maps in valid_map_chunks(stack_paths, chunk):
-        flat = maps.reshape(len(maps), -1).astype(np.float64)
-        sums.append(flat @ matrix)
-        totals.append(flat.sum(axis=1))
-        floor_map = flat.sum(axis=0) if floor_map is None else floor_map + flat.sum(axis=0)
-    if floor_map is None or n_boot == 0:
+    cache = {} if cache is None else cache
+    parts = []
+    for path in stack_paths:
+        if path not in cache:
+            cache[path] = _region_sums(path, matrix, chunk)
+        parts.append(cache[path])
+    if not any(len(p[1]) for p in parts) or n_boot == 0:
         return np.full((n_boot, matrix.shape[1]), np.nan)
+    sums, totals = [p[0] for p in parts], [p[1] for p in parts]
+    floor_map = np.sum([p[2] for p in parts], axis=0)
     region_sums, image_totals = np.concatenate(sums), np.concatenate(totals)
     n = len(image_totals)
     mean = floor_map / n
@@ -93,6 +97,62 @@ def bootstrap_coverage(
     total = counts @ image_totals - low * matrix.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         return (inside / total[:, None]) / np.where(area > 0, area / matrix.shape[0], np.nan)
+
+
+def _region_sums(path, matrix: np.ndarray, chunk: int) -> tuple:
+    """(region sums (n, AUs), totals (n,), sum map (pixels,)) of the valid maps of one stack."""
+    sums, totals = [np.zeros((0, matrix.shape[1]))], [np.zeros(0)]
+    floor_map = np.zeros(matrix.shape[0])
+    for maps in valid_map_chunks([path], chunk):
+        flat = maps.reshape(len(maps), -1).astype(np.float64)
+        sums.append(flat @ matrix)
+        totals.append(flat.sum(axis=1))
+        floor_map += flat.sum(axis=0)
+    return np.concatenate(sums), np.concatenate(totals), floor_map
+
+
+def one_map_scores(heatmap: np.ndarray, masks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """:func:`localisation_scores` of one map against M masks (M, H, W): the same numbers.
+
+    ``localisation_scores(broadcast(map), masks)`` sorts and ranks the same map M times; here it
+    is sorted and ranked once (the same unstable ``argsort(-a)``, so ties break identically, and
+    the same midranks), which makes the 19 AU regions of a heatmap cost about one. Equality with
+    :func:`localisation_scores` is tested (tests/test_au_coverage.py).
+    """
+    from scipy.stats import rankdata
+
+    a = np.asarray(heatmap, dtype=np.float64).ravel()
+    s = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
+    if not 1 <= int(k) <= a.size:
+        raise ValueError(f"k = {k} must lie in 1..{a.size} (the number of pixels of a map)")
+    peak = np.abs(a).max()
+    a = a / (peak if peak else 1.0)
+    inside = s.sum(axis=1)
+    sf = s.astype(np.float64)
+    pointing = np.any(s & (a == a.max()), axis=1).astype(np.float64)
+    magnitude = np.abs(a)
+    localisation = sf @ magnitude / (magnitude.sum() + 1e-9)
+    localisation[localisation > 1] = np.nan
+    hits = s[:, np.argsort(-a)]
+    top_k = hits[:, : int(k)].mean(axis=1)
+    cumulative = np.cumsum(hits, axis=1)
+    rank = cumulative[np.arange(len(s)), np.maximum(inside - 1, 0)] / np.maximum(inside, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mass = sf @ a / a.sum()
+        negatives = a.size - inside
+        auc = (sf @ rankdata(a) - inside * (inside + 1) / 2.0) / (inside * negatives)
+    auc[(inside == 0) | (negatives == 0)] = np.nan
+    scores = {
+        "pointing_game": pointing,
+        "attribution_localisation": localisation,
+        "top_k_intersection": top_k.astype(np.float64),
+        "relevance_rank_accuracy": rank.astype(np.float64),
+        "relevance_mass_accuracy": mass,
+        "auc": auc,
+    }
+    for values in scores.values():
+        values[inside == 0] = np.nan
+    return scores
 
 
 def fold_of(path: str | os.PathLike) -> int | None:
@@ -116,6 +176,7 @@ def coverage_rows(
     of a by-fold heatmap only the stacks of that fold (found by the ``fold<k>`` in their path).
     """
     aus, matrix = region_matrix(masks)
+    cache: dict = {}
     stacked_masks = np.stack([np.asarray(masks[au], dtype=bool) for au in aus])
     rows = []
     order = sorted(
@@ -140,14 +201,12 @@ def coverage_rows(
                 )
             continue
         point = coverage(heatmap.stretched[None], matrix)[0]
-        scores = localisation_scores(
-            np.broadcast_to(heatmap.stretched, stacked_masks.shape), stacked_masks, k=k
-        )
+        scores = one_map_scores(heatmap.stretched, stacked_masks, k)
         low = high = np.full(len(aus), np.nan)
         note = "" if paths else "no stacks given: no bootstrap"
         if paths and n_boot > 0:
             samples = bootstrap_coverage(
-                paths, matrix, n_boot, seed_for(seed, f"{net}/{fold}/{expr}")
+                paths, matrix, n_boot, seed_for(seed, f"{net}/{fold}/{expr}"), cache=cache
             )
             low, high = np.array([percentile_interval(samples[:, j]) for j in range(len(aus))]).T
         n_images = count_maps(paths)[1] if paths else 0

@@ -190,6 +190,7 @@ def plot_per_face(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ferxai.io import save_figure
 
@@ -214,6 +215,7 @@ def plot_per_face(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
             errors = np.abs(np.array([np.subtract(values, lows), np.subtract(highs, values)]))
             ax.errorbar(values, ys, xerr=np.nan_to_num(errors), fmt="o", ms=3, label=metric)
         ax.axvline(0, color="grey", lw=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_title(expression, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(range(len(networks)), networks)
