@@ -79,9 +79,10 @@ def test_rows_own_mask_beats_the_prototype_when_maps_follow_the_aus(tmp_path, at
     assert by_id["h1"]["mask"] == "aus" and by_id["h3"]["mask"] == "prototype"
     assert by_id["h1"]["iou_own"] == pytest.approx(1.0)  # the map is its own AUs' regions
     assert by_id["h1"]["iou_prototype"] < 0.6
-    assert by_id["h1"]["attribution_localisation_own"] > by_id["h1"][
-        "attribution_localisation_prototype"
-    ]
+    assert (
+        by_id["h1"]["attribution_localisation_own"]
+        > by_id["h1"]["attribution_localisation_prototype"]
+    )
     for name in ("iou", "pointing_game", "auc"):  # fallback: the same mask twice
         assert by_id["h3"][f"{name}_own"] == by_id["h3"][f"{name}_prototype"]
     assert by_id["s1"]["iou_own"] == pytest.approx(by_id["s1"]["iou_prototype"])
