@@ -24,11 +24,11 @@ REQUIRED_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26,
 # The IoU of each expression's atlas union with its published mask (docs/groundtruth.md explains
 # each gap: there the paper draws an AU differently from FACS, or differently per expression).
 DOCUMENTED_IOU = {
-    "Anger": 0.672,
+    "Anger": 0.702,
     "Disgust": 0.943,
-    "Fear": 0.747,
+    "Fear": 0.771,
     "Happiness": 0.960,
-    "Sadness": 0.798,
+    "Sadness": 0.758,
     "Surprise": 0.740,
 }
 
@@ -94,7 +94,8 @@ def test_union_of_prototype_aus_against_the_published_masks(masks):
     print(f"mean IoU {mean:.3f}")
     # Better than the naive atlas (each AU = the union of the Ekman regions naming it: mean 0.79)
     # while following FACS; Happiness and Disgust, which FACS and the paper agree on, stay close.
-    assert mean > 0.805
+    assert mean > 0.81
+    assert sum(value >= 0.75 for value in scores.values()) >= 4
     assert min(scores["Happiness"], scores["Disgust"]) > 0.94
 
 
