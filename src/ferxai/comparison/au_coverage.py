@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ferxai.comparison.localisation_scores import LOCALISATION_SCORES
-from ferxai.constants import EXPRESSIONS
+from ferxai.constants import EXPRESSIONS, network_order
 from ferxai.errors import DataError
 from ferxai.heatmaps import Heatmap
 from ferxai.localisation import seed_for
@@ -259,7 +259,7 @@ def plot_coverage(rows: Sequence[Mapping], expression: str, path: str | os.PathL
     from ferxai.io import save_figure
 
     chosen = [r for r in rows if r["expression"] == expression and str(r["fold"]) == "all"]
-    nets = sorted({r["network"] for r in chosen})
+    nets = network_order({r["network"] for r in chosen})
     aus = sorted({int(r["au"]) for r in chosen})
     proto = {int(r["au"]) for r in chosen if str(r["prototype"]) in ("True", "true", "1")}
     values = np.full((len(nets), len(aus)), np.nan)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ferxai.comparison.au_coverage import fold_of
 from ferxai.comparison.localisation_scores import LOCALISATION_SCORES, localisation_scores
-from ferxai.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS
+from ferxai.constants import CANVAS_HEIGHT, CANVAS_WIDTH, EXPRESSIONS, network_order
 from ferxai.data.facs import au_numbers
 from ferxai.errors import ConfigError, DataError
 from ferxai.heatmaps import stretch, to_uint8
@@ -196,7 +196,7 @@ def plot_per_face(summary: Sequence[Mapping], path: str | os.PathLike) -> None:
 
     shown = ("iou", "attribution_localisation")
     expressions = [e for e in EXPRESSIONS if any(r["expression"] == e for r in summary)]
-    networks = sorted({r["network"] for r in summary})
+    networks = network_order({r["network"] for r in summary})
     fig, axes = plt.subplots(
         1, len(expressions), figsize=(2.6 * len(expressions), 1.2 + 0.35 * len(networks)),
         sharey=True, squeeze=False,
