@@ -16,7 +16,8 @@ SCHEMA_DEFAULTS = validate_config({}, source="the schema's defaults")
 # config key → (command, flag dest) of every CLI flag that is that key when the workflow runs it
 CLI_FLAGS = {
     "seed": [("synth", "seed"), ("folds", "seed"), ("positives", "seed"), ("attribute", "seed"),
-             ("extended-metrics", "seed"), ("quality", "seed"), ("trust", "seed")],
+             ("extended-metrics", "seed"), ("quality", "seed"), ("trust", "seed"),
+             ("au-coverage", "seed"), ("per-face", "seed")],
     "data.min_size": [("prepare", "min_size")],
     "data.duplicates": [("prepare", "duplicates")],
     "data.folds": [("folds", "k")],
@@ -29,8 +30,10 @@ CLI_FLAGS = {
     "positives.only_correct": [("positives", "only_correct")],
     "landmarks.max_failure_fraction": [("landmarks", "max_failure_fraction")],
     "normalization.order": [("normalize", "order")],
-    "comparison.threshold": [("compare", "threshold"), ("cluster", "threshold")],
-    "comparison.bootstrap": [("extended-metrics", "bootstrap")],
+    "comparison.threshold": [("compare", "threshold"), ("cluster", "threshold"),
+                             ("per-face", "threshold")],
+    "comparison.bootstrap": [("extended-metrics", "bootstrap"), ("au-coverage", "bootstrap"),
+                             ("per-face", "bootstrap")],
     "quality.top_k": [("extended-metrics", "top_k"), ("trust", "top_k")],
     "quality.bootstrap": [("trust", "bootstrap")],
     "quality.order": [("trust", "order")],

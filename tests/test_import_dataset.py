@@ -91,7 +91,7 @@ def make_ckplus(root: Path, frames: int = 1) -> Fake:
     """Two subjects; per subject a sequence of each of the six emotions (3 frames), one contempt,
     one unlabelled; S010's anger sequence lacks the peak frame's landmarks file."""
     source = root / "CK+"
-    fake = Fake(source, Counter(), columns=("path", "expression", "subject", "landmarks"))
+    fake = Fake(source, Counter(), columns=("path", "expression", "subject", "landmarks", "aus"))
     seed = 100
     for subject in ("S005", "S010"):
         codes = [*CK_CODES, 2, None]

@@ -25,6 +25,8 @@ LOCAL_RULES = (
     "compare",
     "cluster",
     "extended_metrics",
+    "au_coverage",
+    "per_face",
     "sanity",
     "tables",
     "figures",

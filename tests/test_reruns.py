@@ -45,6 +45,8 @@ DOWNSTREAM = {
     "compare",
     "cluster",
     "extended_metrics",
+    "au_coverage",
+    "per_face",
     "sanity",
     "tables",
     "figures",

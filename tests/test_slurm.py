@@ -50,6 +50,8 @@ LOCAL_RULES = {
     "compare",
     "cluster",
     "extended_metrics",
+    "au_coverage",
+    "per_face",
     "sanity",
     "tables",
     "figures",

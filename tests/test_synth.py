@@ -51,7 +51,7 @@ def test_mean_shape_is_a_plausible_symmetric_face():
 def test_synthesize_writes_images_landmarks_cues_and_manifest(tmp_path, canonical):
     manifest = synth.synthesize(tmp_path, subjects=3, size=64, seed=1, neutral=True)
     rows = read_csv(manifest)
-    assert list(rows[0]) == ["path", "expression", "subject", "landmarks"]
+    assert list(rows[0]) == ["path", "expression", "subject", "landmarks", "aus"]
     assert len(rows) == 3 * 7
     assert {r["expression"] for r in rows} == {*EXPRESSIONS, NEUTRAL}
     assert rows[0]["path"] == "images/S001_Anger.png"

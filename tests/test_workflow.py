@@ -31,6 +31,8 @@ RULES = {
     "compare",
     "tables",
     "extended_metrics",
+    "au_coverage",
+    "per_face",
     "cluster",
     "sanity",
     "figures",

@@ -46,22 +46,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-template": ("ferxai.normalization.make_template", "regenerate the canonical landmark template from dlib"),
     "normalize": ("ferxai.normalization.normalize", "warp a stack of maps onto the canonical face"),
     "aggregate": ("ferxai.heatmaps.aggregate", "pool normalized maps into a global heatmap"),
-    "groundtruth": ("ferxai.comparison.groundtruth", "draw the Ekman/FACS ground-truth masks"),
+    "groundtruth": (
+        "ferxai.comparison.references",
+        "draw the Ekman/FACS ground-truth masks and the action-unit atlas",
+    ),
     "compare": ("ferxai.comparison.compare", "IoU, F1, precision, recall of a folder of heatmaps"),
     "cluster": ("ferxai.comparison.cluster", "dendrograms and similarity matrices of heatmaps"),
     "extended-metrics": (
         "ferxai.comparison.extended_metrics",
         "threshold-free metrics and bootstrap CIs",
     ),
+    "au-coverage": (
+        "ferxai.comparison.au_coverage",
+        "share of every heatmap's mass in each action unit's region, with localisation scores",
+    ),
+    "per-face": (
+        "ferxai.comparison.per_face",
+        "each explained image against its own AUs' regions and its expression's prototype",
+    ),
     "sanity": ("ferxai.sanity.check", "model-randomization sanity check (Adebayo et al.)"),
-    "figures": ("ferxai.report.figures", "figures for the report"),
-    "tables": ("ferxai.comparison.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
-    "provenance": ("ferxai.core.provenance", "print where an artifact came from"),
     "quality": (
         "ferxai.quality.job",
         "faithfulness and randomisation of one network's explanations (Quantus's metrics)",
     ),
     "trust": ("ferxai.quality.trust", "the trust table: every method's quality with bootstrap CIs"),
+    "figures": ("ferxai.report.figures", "figures for the report"),
+    "tables": ("ferxai.comparison.tables", "paper-style metric tables (CSV, Markdown, LaTeX)"),
+    "provenance": ("ferxai.core.provenance", "print where an artifact came from"),
     "install-profile": (
         "ferxai.core.profiles",
         "install a Snakemake profile (slurm) for bare --profile",

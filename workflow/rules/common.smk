@@ -28,6 +28,7 @@ from ferxai.comparison.tables import table_paths
 from ferxai.quality.job import DEFAULTS as QUALITY_JOB_DEFAULTS
 from ferxai.networks.model_card import CARD_KEYS, is_whole_model
 from ferxai.networks.model_check import check_trained_model, trained_input_size
+from ferxai.comparison.au_atlas import load_atlas
 
 # ------------------------------------------------------------------ configuration
 try:
@@ -329,6 +330,7 @@ def get_final_outputs():
         f"{R}/eval/accuracy.csv",
         f"{R}/run_config.yaml",
         f"{R}/figures/groundtruth.png",
+        f"{R}/figures/au_atlas.png",
         f"{R}/figures/landmarks_qa.png",
     ]
     for method in METHODS:
@@ -337,6 +339,8 @@ def get_final_outputs():
         outputs += [
             f"{R}/comparison/{method}/metrics.csv",
             f"{R}/comparison/{method}/extended_metrics.csv",
+            f"{R}/comparison/{method}/au_coverage.csv",
+            f"{R}/comparison/{method}/per_face_summary.csv",
             f"{R}/comparison/{method}/tables/metrics_iou_by_network.md",
             f"{R}/figures/{method}/heatmap_grid.png",
             f"{R}/figures/{method}/iou_bars.png",

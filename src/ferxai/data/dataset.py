@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 DATASET_COLUMNS = (
     "image_id", "path", "expression", "label", "subject", "width", "height", "landmarks", "sha1",
+    "aus",
 )
+# Tables written before the column existed still read: no "aus" means no face is FACS-coded.
+OPTIONAL_COLUMNS = frozenset({"aus"})
 SKIPPED_COLUMNS = ("path", "reason")
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm"}
@@ -48,6 +51,7 @@ class Entry:
     landmarks: Path | None = None
     source: str = ""  # where it came from, for messages ("manifest.csv row 12")
     box: tuple[float, float, float, float] | None = None  # face_x, face_y, face_width, face_height
+    aus: str = ""  # FACS code of the face (1+2+5B+26), canonical order; "" = not coded
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def _unknown_label_error(where: str, unknown: list[tuple[str, str]], kind: str) 
 def read_manifest(
     manifest: str | Path, root: str | Path | None, aliases: Mapping[str, str]
 ) -> list[Entry]:
-    """Entries of a ``path,expression[,subject][,landmarks]`` CSV; relative paths from ``root``."""
+    """Entries of a ``path,expression[,subject][,landmarks][,aus]`` CSV; relative paths from
+    ``root``. An ``aus`` cell is a FACS code (``1+2+5B+26``); a bad one stops naming the row."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise DataError(
@@ -136,6 +141,7 @@ def read_manifest(
             f"; fix: a header 'path,expression[,subject][,landmarks]' and one row per image."
         )
     from ferxai.data.crop import parse_box
+    from ferxai.data.facs import normalize_aus
 
     entries, unknown = [], []
     for number, row in enumerate(rows, start=2):  # row 1 is the header
@@ -158,6 +164,7 @@ def read_manifest(
                 landmarks=landmarks,
                 source=source,
                 box=parse_box(row),
+                aus=normalize_aus(row.get("aus"), f"{source}, column aus"),
             )
         )
     if unknown:
@@ -389,6 +396,7 @@ def _dataset_row(entry: Entry, found: Inspection) -> dict:
         "height": found.height,
         "landmarks": _portable(entry.landmarks) if entry.landmarks else "",
         "sha1": found.sha1,
+        "aus": entry.aus,
     }
 
 
@@ -543,7 +551,8 @@ def iter_rows(dataset_csv: str | Path) -> Iterable[dict]:
     if not path.is_file():
         raise DataError(f"{path}: dataset table not found; fix: run `ferxai prepare` first.")
     rows = read_csv(path)
-    if rows and set(DATASET_COLUMNS) - set(rows[0]):
-        missing = ", ".join(sorted(set(DATASET_COLUMNS) - set(rows[0])))
+    required = set(DATASET_COLUMNS) - OPTIONAL_COLUMNS
+    if rows and required - set(rows[0]):
+        missing = ", ".join(sorted(required - set(rows[0])))
         raise DataError(f"{path}: missing column(s) {missing}; fix: rerun `ferxai prepare`.")
     return rows

@@ -48,6 +48,7 @@ from ferxai.data.face_model import (
     Subject,
     make_subject,
 )
+from ferxai.data.facs import from_intensities
 
 log = logging.getLogger(__name__)
 
@@ -359,13 +360,18 @@ def _canonical_points() -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ synthesize
-MANIFEST_COLUMNS = ("path", "expression", "subject", "landmarks")
+MANIFEST_COLUMNS = ("path", "expression", "subject", "landmarks", "aus")
+# AUs at least this intense are written to the manifest's ``aus`` column (FACS notation, letters in
+# five equal intensity bands): the expression's AUs (>= intensity_min) and the stronger distractors
+# (uniform in [0, DISTRACTOR_MAX]), so faces of one expression differ in their coded AUs.
+AUS_THRESHOLD = 0.15
 
 
 def _rendered(
     subjects, size, seed, expressions, intensity_min, noise, images_per_expression, expressiveness
 ):
-    """Every face of the set, in manifest order: (stem, subject, expression, image, landmarks).
+    """Every face of the set, in manifest order: (stem, subject, expression, image, landmarks,
+    AU intensities in ``ACTION_UNITS`` order).
     Each face's random stream depends only on (seed, subject, expression, image), so the files and
     :func:`synthetic_faces` hold the same faces."""
     width = max(3, len(str(subjects)))
@@ -380,18 +386,20 @@ def _rendered(
                 )
                 stem = f"{subject.name}_{expression}"
                 stem += f"_{m + 1:02d}" if images_per_expression > 1 else ""
-                yield stem, subject.name, expression, image, landmarks
+                yield stem, subject.name, expression, image, landmarks, intensity
 
 
 @dataclass(frozen=True)
 class SyntheticFaces:
     """Faces in memory: images (N, size, size, 3) uint8, landmarks (N, 68, 2) float32 ``[x, y]``,
-    labels (N,) int64 (index in ``EXPRESSIONS``), subjects (N,)."""
+    labels (N,) int64 (index in ``EXPRESSIONS``), subjects (N,) and the AUs each face shows in
+    FACS notation (N,), as the manifest's ``aus`` column."""
 
     images: np.ndarray
     landmarks: np.ndarray
     labels: np.ndarray
     subjects: list[str]
+    aus: list[str]
 
 
 def synthetic_faces(
@@ -412,6 +420,10 @@ def synthetic_faces(
         landmarks=np.stack([f[4] for f in faces]).astype(np.float32),
         labels=np.array([EXPRESSIONS.index(f[2]) for f in faces], dtype=np.int64),
         subjects=[f[1] for f in faces],
+        aus=[
+            from_intensities(dict(zip(ACTION_UNITS, f[5].tolist(), strict=True)), AUS_THRESHOLD)
+            for f in faces
+        ],
     )
 
 
@@ -425,13 +437,16 @@ def synthesize(
     noise: float = 0.03,
     images_per_expression: int = 1,
     expressiveness: float = 1.0,
+    aus_threshold: float = AUS_THRESHOLD,
 ) -> Path:
     """Render the dataset under ``out_dir``; return the manifest path (written last, atomically)."""
     _check_settings(subjects, size, intensity_min, noise, images_per_expression, expressiveness)
+    if not 0.0 < aus_threshold <= 1.0:
+        raise ConfigError(f"synth --aus-threshold: {aus_threshold} must be in (0, 1] (e.g. 0.15).")
     out = Path(out_dir)
     expressions = (*EXPRESSIONS, NEUTRAL) if neutral else EXPRESSIONS
     rows = []
-    for stem, subject, expression, image, landmarks in _rendered(
+    for stem, subject, expression, image, landmarks, intensity in _rendered(
         subjects, size, seed, expressions, intensity_min, noise, images_per_expression, expressiveness
     ):
         write_png(out / "images" / f"{stem}.png", image)
@@ -442,6 +457,9 @@ def synthesize(
                 "expression": expression,
                 "subject": subject,
                 "landmarks": f"landmarks/{stem}.npy",
+                "aus": from_intensities(
+                    dict(zip(ACTION_UNITS, intensity.tolist(), strict=True)), aus_threshold
+                ),
             }
         )
     for expression in expressions:
@@ -492,6 +510,12 @@ def cli_synth_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expressiveness", type=float, default=1.0, help="AU amplitude scale (2 = caricatured)"
     )
+    parser.add_argument(
+        "--aus-threshold",
+        type=float,
+        default=AUS_THRESHOLD,
+        help="AUs at least this intense (0-1) go into the manifest's aus column",
+    )
     parser.set_defaults(provenance_inputs=(), provenance_outputs=("out_dir",))
 
 
@@ -507,5 +531,6 @@ def cli_synth(args: argparse.Namespace) -> None:
         noise=args.noise,
         images_per_expression=args.images_per_expression,
         expressiveness=args.expressiveness,
+        aus_threshold=args.aus_threshold,
     )
     log.info("synth: wrote %s in %.1f s", manifest, time.perf_counter() - start)

@@ -5,11 +5,18 @@ Layout as distributed (three archives unpacked side by side)::
     cohn-kanade-images/S005/001/S005_001_00000001.png ... S005_001_00000011.png
     Emotion/S005/001/S005_001_00000011_emotion.txt    one float, for the peak (last) frame
     Landmarks/S005/001/S005_001_00000011_landmarks.txt  68 lines "x y" per frame
+    FACS/S005/001/S005_001_00000011_facs.txt      (optional) the peak frame's action units
 
 Emotion codes: 0 neutral, 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise.
 Only about a third of the sequences have an emotion file; unlabelled, contempt and neutral sequences
 are skipped and counted. Setting ``frames``: how many frames, ending at the peak, each labelled
 sequence gives (default 1: the peak only). Subject: ``S###``.
+
+Where the FACS archive is unpacked beside the others, each peak frame's ``*_facs.txt`` (two numbers
+a line, as ``1.0000000e+00   3.0000000e+00``: the AU and its intensity 1-5, 0 = intensity not
+coded) fills the manifest's ``aus`` column in FACS notation (``1C+2+26``); the frames before the
+peak, and sequences without a FACS file, are left uncoded. A line that is not two such numbers
+stops the import naming the file and the line.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ferxai.core.errors import DataError
 from ferxai.data.importers.common import (
     Importer,
     Item,
@@ -39,7 +47,7 @@ NOT_SIX = {
     2: "contempt is not one of the 6 expressions",
 }
 FRAME = re.compile(r"^(S\d+)_(\d+)_(\d+)\.png$", re.IGNORECASE)
-IMAGES, EMOTION, LANDMARKS = "cohn-kanade-images", "Emotion", "Landmarks"
+IMAGES, EMOTION, LANDMARKS, FACS = "cohn-kanade-images", "Emotion", "Landmarks", "FACS"
 
 
 def read(source: Path, settings: Mapping[str, Any]) -> Iterator[Record]:
@@ -52,11 +60,14 @@ def read(source: Path, settings: Mapping[str, Any]) -> Iterator[Record]:
         raise layout_error(
             IMPORTER, source, images, "the image folder", "has no S###/###/ sequence"
         )
+    facs = source / FACS if (source / FACS).is_dir() else None
     for sequence in sequences:
-        yield from _sequence(sequence, emotions, landmarks, settings["frames"])
+        yield from _sequence(sequence, emotions, landmarks, settings["frames"], facs)
 
 
-def _sequence(sequence: Path, emotions: Path, landmarks: Path, frames: int) -> Iterator[Record]:
+def _sequence(
+    sequence: Path, emotions: Path, landmarks: Path, frames: int, facs: Path | None
+) -> Iterator[Record]:
     subject, number = sequence.parent.name, sequence.name
     where = f"{IMAGES}/{subject}/{number}"
     shots = sorted(p for p in sequence.iterdir() if FRAME.match(p.name))
@@ -83,11 +94,61 @@ def _sequence(sequence: Path, emotions: Path, landmarks: Path, frames: int) -> I
         yield Skip(where, "the emotion file names a frame that is not in cohn-kanade-images")
         return
     peak = names.index(peak_name.lower())
+    coded = ""
+    if facs is not None:
+        coded = read_facs_file(facs / subject / number / (peak_name[: -len(".png")] + "_facs.txt"))
     for shot in shots[max(0, peak - frames + 1) : peak + 1]:
-        yield _frame(shot, subject, number, landmarks, LABELS[code])
+        aus = coded if shot is shots[peak] else ""
+        yield _frame(shot, subject, number, landmarks, LABELS[code], aus)
 
 
-def _frame(shot: Path, subject: str, number: str, landmarks: Path, expression: str) -> Record:
+def read_facs_file(path: Path) -> str:
+    """The FACS code (``1C+2+26``) of a CK+ ``*_facs.txt``; ``""`` when absent or empty.
+
+    AU 0 lines are skipped; intensity 0 (not coded) gives the AU without a letter.
+    """
+    from ferxai.data.facs import ActionUnit, format_aus, intensity_letter, parse_aus
+
+    if not path.is_file():
+        return ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path}: cannot read the FACS file ({exc}); re-extract the archive."
+        ) from exc
+    units = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        au, level = _facs_line(line, f"{path} line {number}")
+        if au == 0:
+            continue
+        parse_aus(str(au), f"{path} line {number}")  # a known AU number
+        units.append(ActionUnit(au, intensity_letter(level)))
+    code = format_aus(units)
+    parse_aus(code, str(path))  # an AU listed twice
+    return code
+
+
+def _facs_line(line: str, where: str) -> tuple[int, int]:
+    fields = line.split()
+    try:
+        au, level = (float(f) for f in fields) if len(fields) == 2 else (None, None)
+    except ValueError:
+        au = level = None
+    if au is None or not au.is_integer() or not level.is_integer() or not 0 <= level <= 5:
+        raise DataError(
+            f"{where}: {line.strip()!r} is not an AU code and an intensity 0-5 (two numbers, as "
+            "'1.0000000e+00   3.0000000e+00'); fix or remove the line, or move the FACS folder "
+            "away to import without action units."
+        )
+    return int(au), int(level)
+
+
+def _frame(
+    shot: Path, subject: str, number: str, landmarks: Path, expression: str, aus: str
+) -> Record:
     where = f"{IMAGES}/{subject}/{number}/{shot.name}"
     file = landmarks / subject / number / f"{shot.stem}_landmarks.txt"
     if not file.is_file():
@@ -102,6 +163,7 @@ def _frame(shot: Path, subject: str, number: str, landmarks: Path, expression: s
         subject=subject,
         landmarks=points,
         landmarks_name=shot.stem,
+        extra={"aus": aus},
     )
 
 
@@ -131,4 +193,5 @@ IMPORTER = Importer(
     check=_check,
     landmarks=True,
     subjects=True,
+    extra_columns=("aus",),
 )
