@@ -19,6 +19,7 @@ import torch
 from ferxai.attribution.captum_methods import GRADIENT_MEMORY_FACTOR, CaptumExplainer
 from ferxai.attribution.lime import Explanation
 from ferxai.attribution.target_layers import resolve_layer
+from ferxai.errors import ConfigError
 
 # method -> pytorch_grad_cam class name
 CAM_CLASSES = {
@@ -101,12 +102,24 @@ class CamExplainer(CaptumExplainer):
         maps = None
         with frozen_parameters(self.model), torch.enable_grad(), _quiet():
             with create_cam(self.method, self.model, layers, batch, self.settings) as cam:
-                maps = cam(
-                    input_tensor=inputs,
-                    targets=targets,
-                    aug_smooth=self.settings["aug_smooth"],
-                    eigen_smooth=self.settings["eigen_smooth"],
-                )
+                try:
+                    maps = cam(
+                        input_tensor=inputs,
+                        targets=targets,
+                        aug_smooth=self.settings["aug_smooth"],
+                        eigen_smooth=self.settings["eigen_smooth"],
+                    )
+                except ValueError as exc:
+                    if self.method != "fullgrad":
+                        raise
+                    # FullGrad pairs the biases, in module order, with the bias gradients, in
+                    # the order the backward pass reaches them: networks whose skip branches
+                    # run out of module order (Xception) break that pairing.
+                    raise ConfigError(
+                        f"fullgrad: pytorch-grad-cam's FullGrad cannot explain "
+                        f"{type(self.model).__name__} ({exc}); its bias layers do not run in "
+                        "module order. Use another CAM (e.g. gradcam_plusplus, layercam)."
+                    ) from exc
         if maps is None:  # the library's __exit__ swallows an IndexError and returns nothing
             raise RuntimeError(f"{self.method}: pytorch-grad-cam failed on {self.layer_name!r}")
         return maps
