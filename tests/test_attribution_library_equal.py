@@ -107,6 +107,7 @@ def reference(method, model, images, target, settings, layer):
 
     settings = {"keep": "positive", **settings}
     module = nn.Sequential(ChannelsLast(), model, nn.Softmax(dim=1)).eval()
+    scores = nn.Sequential(ChannelsLast(), model).eval()  # DeepLIFT: the pre-softmax score
     torch.manual_seed(SEED)
     np.random.seed(SEED)  # GradientSHAP draws its baselines and points with numpy
     if method in CAM_METHODS:
@@ -161,9 +162,9 @@ def reference(method, model, images, target, settings, layer):
         "input_x_gradient": lambda: (ca.InputXGradient(module), {}),
         "guided_backprop": lambda: (ca.GuidedBackprop(module), {}),
         "deconvolution": lambda: (ca.Deconvolution(module), {}),
-        "deeplift": lambda: (ca.DeepLift(module), {"baselines": settings["baseline"]}),
+        "deeplift": lambda: (ca.DeepLift(scores), {"baselines": settings["baseline"]}),
         "deeplift_shap": lambda: (
-            ca.DeepLiftShap(module), {"baselines": constant(settings["baselines"])}),
+            ca.DeepLiftShap(scores), {"baselines": constant(settings["baselines"])}),
         "gradient_shap": lambda: (
             ca.GradientShap(probabilities(model)),
             {"baselines": constant([0.0, 1.0]), "n_samples": settings["n_samples"],
@@ -209,3 +210,26 @@ def test_map_equals_the_library(network, method):
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()) or (
         method in CAM_METHODS  # the reference CAM's backward() leaves weight gradients
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "rows_per_image"),
+    [("deeplift", 2), ("integrated_gradients", 1), ("layercam", 1), ("occlusion", 1)],
+)
+def test_deterministic_maps_do_not_depend_on_the_images_per_call(network, method, rows_per_image):
+    """batch_size only regroups the images: one per call gives the maps of all in one call."""
+    name, model, images = network
+    if name != "WeiNet":
+        pytest.skip("one network is enough for the grouping")
+    target = torch.tensor([3, 5])
+    settings = {k: v for k, v in SETTINGS.get(method, {}).items() if k != "noise_tunnel"}
+    together = create_explainer(method, model, **settings, batch_size=256)
+    one_by_one = create_explainer(method, model, **settings, batch_size=rows_per_image)
+    if method != "occlusion":  # occlusion's forward batch holds its windows, not images
+        assert one_by_one.images_per_call(images.shape[1:]) == 1
+    torch.testing.assert_close(
+        one_by_one.attribute(images, target),
+        together.attribute(images, target),
+        rtol=1e-4,
+        atol=1e-4 * float(together.attribute(images, target).abs().max()),
+    )  # batches of other sizes round differently in the last bits

@@ -3,8 +3,9 @@
 ``saliency``, ``input_x_gradient``, ``guided_backprop``, ``deconvolution``, ``deeplift``,
 ``deeplift_shap``, ``gradient_shap``, ``integrated_gradients`` and ``guided_gradcam`` return
 input attributions (N, 3, H, W); they are summed over the colour channels and ``keep`` chooses
-the evidence painted (``signed``: the plain sum). The first six explain the softmax probability of
-the target (through :class:`ProbabilityModel`), guided Grad-CAM the pre-softmax score. Methods
+the evidence painted (``signed``: the plain sum). They explain the softmax probability of the
+target (through :class:`ProbabilityModel`), except DeepLIFT, DeepLIFT-SHAP and guided Grad-CAM:
+the pre-softmax score, as their authors. Methods
 with a ``noise_tunnel`` setting can be wrapped in captum's ``NoiseTunnel`` (SmoothGrad,
 SmoothGrad², VarGrad). ``gradcam`` is captum's ``LayerGradCam`` on the network's last
 convolutional stage (or ``layer``), ReLU'd and upsampled bilinearly to the input.
@@ -120,17 +121,21 @@ class DeconvolutionExplainer(GradientExplainer):
 
 
 class DeepLiftExplainer(GradientExplainer):
-    """Shrikumar et al. 2017 (rescale rule) against a constant ``baseline`` image."""
+    """Shrikumar et al. 2017 (rescale rule) against a constant ``baseline`` image, on the
+    pre-softmax score (their section 3.6)."""
 
     method = "deeplift"
 
     def _attribution(self, images):
         from captum.attr import DeepLift
 
-        return DeepLift(ProbabilityModel(self.model))
+        return DeepLift(ProbabilityModel(self.model, softmax=False))
 
     def _arguments(self, images):
         return {"baselines": float(self.settings["baseline"])}
+
+    def _rows_per_sample(self) -> int:
+        return 2  # captum runs the images and their baselines in one batch
 
 
 class DeepLiftShapExplainer(GradientExplainer):
@@ -141,13 +146,13 @@ class DeepLiftShapExplainer(GradientExplainer):
     def _attribution(self, images):
         from captum.attr import DeepLiftShap
 
-        return DeepLiftShap(ProbabilityModel(self.model))
+        return DeepLiftShap(ProbabilityModel(self.model, softmax=False))
 
     def _arguments(self, images):
         return {"baselines": constant_baselines(self.settings["baselines"], images)}
 
     def _rows_per_sample(self) -> int:
-        return len(self.settings["baselines"])
+        return 2 * len(self.settings["baselines"])  # each image beside each baseline
 
 
 class GradientShapExplainer(GradientExplainer):

@@ -9,8 +9,9 @@ Shapley sampling, KernelSHAP) seed torch's and numpy's generators with the seed 
 of each call, so a job's maps depend on its seed and ``batch_size`` only (set ``batch_size`` to
 reproduce them on another GPU: the measured size follows the free memory).
 
-Input attributions explain the target's softmax probability (as the paper's LIME); the layer
-methods (Grad-CAM, guided Grad-CAM) the pre-softmax score, as Selvaraju et al.
+Input attributions explain the target's softmax probability (as the paper's LIME), except DeepLIFT
+(the pre-softmax score, as its authors); the layer methods (Grad-CAM, guided Grad-CAM) the
+pre-softmax score, as Selvaraju et al.
 """
 
 from __future__ import annotations
@@ -37,17 +38,18 @@ GRADIENT_MEMORY_FACTOR = 4
 
 
 class ProbabilityModel(nn.Module):
-    """``model`` followed by a softmax, as one module.
+    """``model`` followed by a softmax (or not: ``softmax=False``), as one module.
 
-    DeepLIFT, guided backpropagation and deconvolution rewrite the backward pass of the modules
-    they find, so what they explain must be a module, not a function; captum's DeepLIFT has a rule
-    for ``nn.Softmax``.
+    Guided backpropagation and deconvolution rewrite the backward pass of the modules they find,
+    so what they explain must be a module, not a function. DeepLIFT explains the pre-softmax score
+    (``softmax=False``), as Shrikumar et al. (2017, section 3.6) recommend; captum's rule for
+    ``nn.Softmax`` would also mix the images of a batch (it normalises over the whole batch).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, softmax: bool = True) -> None:
         super().__init__()
         self.model = model
-        self.softmax = nn.Softmax(dim=1)
+        self.softmax = nn.Softmax(dim=1) if softmax else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.model(images.contiguous(memory_format=torch.channels_last))
