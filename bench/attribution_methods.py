@@ -34,8 +34,8 @@ FAMILIES = {
 }  # fmt: skip
 METHOD_SETTINGS = {
     "saliency+smoothgrad": ("saliency", {"noise_tunnel": {"type": "smoothgrad", "samples": 5}}),
-    "rise": ("rise", {"masks": 500}),
-    "lime": ("lime", {"num_samples": 300}),
+    "rise": ("rise", {"masks": 200}),
+    "lime": ("lime", {"num_samples": 200}),
 }
 
 
