@@ -158,3 +158,9 @@ def test_config_readme_is_current():
     assert schema_markdown() in (REPO / "config" / "README.md").read_text(), (
         "config/README.md is stale: regenerate its key table with ferxai.core.config.schema_markdown()"
     )
+
+
+def test_sanity_methods_must_be_run():
+    with pytest.raises(ConfigError, match="sanity.methods names \\['occlusion'\\]"):
+        validate_config({"attribution": {"methods": ["lime"]}, "sanity": {"methods": ["occlusion"]}})
+    assert validate_config({})["sanity"]["methods"] is None

@@ -50,6 +50,30 @@ def test_attribution_and_normalized_stacks(test_run):
     assert norm.image_id == stack.image_id
 
 
+@pytest.mark.parametrize("method", [m for m in CONFIG["attribution"]["methods"] if m != "lime"])
+def test_other_methods_run_end_to_end(test_run, method):
+    """Each family beside LIME (captum gradient, pytorch-grad-cam CAM, RISE) reaches the report's
+    inputs: stacks with the method's settings, maps of the input size, heatmaps and metrics."""
+    results = test_run / "results"
+    size = CONFIG["networks"]["defaults"]["input_size"]
+    explained = []
+    for e in EXPRESSIONS:
+        stack = read_stack(results / "attributions" / method / NETS[0] / "fold1" / f"{e}.h5")
+        assert stack.attrs["method"] == method
+        for key, value in (CONFIG["attribution"].get(method) or {}).items():
+            assert stack.attrs["settings"][key] == value, key
+        assert stack.maps.shape[1:] == (size, size)
+        assert np.isfinite(stack.maps).all() and (stack.maps >= 0).all()
+        if method == "gradcam_plusplus":  # the library's maps: min-max scaled to [0, 1]
+            assert stack.maps.max(initial=0) <= 1 + 1e-5
+        explained += list(stack.maps)
+    assert explained and max(m.max() for m in explained) > 0
+    for e in EXPRESSIONS:
+        assert (results / "heatmaps" / method / "total" / f"{e}_heatmap.png").is_file()
+    rows = read_csv(results / "comparison" / method / "metrics.csv")
+    assert len(rows) == len(NETS) * len(EXPRESSIONS) * (K + 1)
+
+
 def test_metrics_table(test_run):
     with open(test_run / "results" / "comparison" / "lime" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))

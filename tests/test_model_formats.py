@@ -174,9 +174,9 @@ def test_keras_gradients_and_gradcam_reach_the_image(tmp_path):
     assert maps.shape == (2, 48, 48) and float(maps.abs().sum()) > 0
     cam = create_explainer("gradcam", model).attribute(x, target)
     assert cam.shape == (2, 48, 48)
-    from ferxai.attribution.captum_methods import last_conv_layer
+    from ferxai.attribution.target_layers import find_target_layer
 
-    assert last_conv_layer(model, x) == "core.layers.last_conv"  # channels-first tap
+    assert find_target_layer(model, x) == "core.layers.last_conv"  # channels-first tap
 
 
 def test_static_batch_exports_run_any_batch(tmp_path):

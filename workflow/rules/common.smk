@@ -41,6 +41,7 @@ NETWORKS = config["networks"]["names"]
 FOLDS = list(range(1, config["data"]["folds"] + 1))
 METHODS = config["attribution"]["methods"]
 SANITY_FOLDS = config["sanity"]["folds"] if config["sanity"]["enabled"] else []
+SANITY_METHODS = config["sanity"]["methods"] or METHODS
 # Threads of the per-network jobs (train, evaluate, attribute) on a local run: one, so that `--cores
 # N` runs N of them side by side. Their start-up (imports) is single-threaded and their batches are
 # small: on the demo's 2 cores two 1-thread jobs keep both cores busy, where one 2-thread job used
@@ -346,7 +347,7 @@ def get_final_outputs():
             f"{R}/figures/{method}/iou_bars.png",
         ]
         outputs.append(f"{R}/clustering/{method}")
-        if SANITY_FOLDS:
+        if SANITY_FOLDS and method in SANITY_METHODS:
             outputs += [
                 f"{R}/sanity/{method}/sanity.csv",
                 f"{R}/sanity/{method}/sanity.png",

@@ -37,7 +37,10 @@ def to_hwc_numpy(image_chw: torch.Tensor) -> np.ndarray:
 
 
 def keep_sign(values: torch.Tensor, keep: str) -> torch.Tensor:
-    """Evidence kept in a map: ``positive`` (paper), ``negative`` as magnitudes, or ``absolute``."""
+    """Evidence kept in a map: ``positive`` (paper), ``negative`` as magnitudes, ``absolute``, or
+    ``signed`` (the values as they are)."""
+    if keep == "signed":
+        return values
     if keep == "positive":
         return values.clamp(min=0)
     if keep == "negative":

@@ -123,6 +123,13 @@ def _check_semantics(config: dict, source: str) -> None:
             f"{source}: sanity.folds names fold(s) {bad} but data.folds is {folds}; "
             f"use folds between 1 and {folds}."
         )
+    unrun = [m for m in config["sanity"]["methods"] or [] if m not in config["attribution"]["methods"]]
+    if config["sanity"]["enabled"] and unrun:
+        raise ConfigError(
+            f"{source}: sanity.methods names {unrun}, which attribution.methods does not run "
+            f"({config['attribution']['methods']}); add them there, remove them here, or use "
+            "null for every method."
+        )
     _check_quality(config, source)
     if config["device"] == "cuda" and not _gpu_visible():
         raise ConfigError(
