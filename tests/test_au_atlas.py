@@ -144,3 +144,15 @@ def test_groundtruth_command_writes_the_au_regions(tmp_path, masks):
     assert written == sorted(f"AU{au}.png" for au in masks)
     assert ((read_png_gray(tmp_path / "gt/au/AU12.png") > 127) == masks[12]).all()
     assert (tmp_path / "atlas.png").stat().st_size > 10_000
+
+
+def test_groundtruth_command_checks_the_atlas_before_writing(tmp_path, capsys):
+    bad = tmp_path / "atlas.yaml"
+    bad.write_text(
+        "version: 1\naction_units:\n  12: {name: a, regions: [{triangles: [[1,2,3]]}]}\n"
+    )
+    out = tmp_path / "gt"
+    assert main(["groundtruth", "--out-dir", str(out), "--atlas", str(bad), "--au-dir",
+                 str(out / "au")]) == 2
+    assert "AU12: 'source'" in capsys.readouterr().err
+    assert not out.exists()
