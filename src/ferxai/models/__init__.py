@@ -71,14 +71,34 @@ def load_trained(
     input_size: int | None = None,
     class_order=None,
     network: str | None = None,
+    **card,
 ):
     """Network ``name`` (one of the twelve or a timm architecture) with the weights of the file
     ``weights``, trained by ferxai or elsewhere, in eval mode, returning the six expressions'
     logits in ferxai's order. ``class_order``: the head's classes in its order (default ferxai's
-    six); classes other than the six are dropped. ``network`` names it in messages."""
-    from ferxai.models.trained import adapt_state_dict
+    six); classes other than the six are dropped. ``network`` names it in messages.
+
+    A whole model (TorchScript, torch.export, ONNX, Keras: ``name`` only names it) is read by
+    :func:`ferxai.networks.loaders.load_trained` with its ``card`` (channels, layout, scale, mean,
+    std, output; and runtime, randomize_seed, device); a state dict takes no card."""
+    from ferxai.networks.model_card import CARD_KEYS, is_whole_model
 
     network = network or name
+    if is_whole_model(weights):
+        from ferxai.networks.loaders import load_trained as load_whole_model
+
+        return load_whole_model(weights, network=network, input_size=input_size,
+                                class_order=class_order, **card)  # fmt: skip
+    if card:
+        raise ConfigError(
+            f"networks.overrides.{network}.{sorted(card)[0]}: {weights} is a state dict, loaded "
+            f"into the ferxai architecture {name}, which takes ferxai's inputs (RGB in [0, 1]) and "
+            f"returns logits; {', '.join(CARD_KEYS)} describe whole models. Remove it, or export "
+            "the whole model (TorchScript, torch.export, ONNX) with its own input conventions "
+            "(docs/models.md)."
+        )
+    from ferxai.models.trained import adapt_state_dict
+
     model = create_model(name, input_size=input_size)
     state = adapt_state_dict(model, weights, network, class_order)
     try:
