@@ -20,6 +20,7 @@ import torch
 import yaml
 from torch import nn
 
+import ferxai
 from ferxai.core.errors import ConfigError
 from tests.conftest import snakemake
 
@@ -132,7 +133,7 @@ def test_pytorch_exports_score_as_pytorch_does(fmt, tmp_path):
         torch.save(ferxai_net.state_dict(), path)
         with torch.inference_mode():
             theirs = torch.softmax(ferxai_net(x), dim=1)
-        model = load_trained(path, arch="WeiNet", input_size=TORCH_SIZE, network="MyNet")
+        model = ferxai.load_trained(path, arch="WeiNet", input_size=TORCH_SIZE, network="MyNet")
     else:
         model = load_trained(path, network="MyNet", runtime="torch", **TORCH_CARD)
         assert model.format == FORMAT_NAMES[fmt]
@@ -282,15 +283,22 @@ def test_state_dicts_keep_their_behaviour_and_refuse_card_keys(tmp_path):
 
     net = create_model("WeiNet", input_size=32).eval()
     torch.save(net.state_dict(), tmp_path / "model.pt")
-    model = load_trained(tmp_path / "model.pt", arch="WeiNet", input_size=32)
+    model = ferxai.load_trained(tmp_path / "model.pt", arch="WeiNet", input_size=32)
     x = images(2, 32)
     with torch.inference_mode():
         assert torch.equal(model(x), net(x))
-    with pytest.raises(ConfigError, match=r"MyNet: model.pt is a state dict.*channels, layout"):
-        load_trained(tmp_path / "model.pt", arch="WeiNet", network="MyNet", channels=1)
+    with pytest.raises(ConfigError, match=r"MyNet.channels: .*model.pt is a state dict.*layout"):
+        ferxai.load_trained(tmp_path / "model.pt", arch="WeiNet", network="MyNet", channels=1)
     onnx_path = export_torch(small_net(), "onnx", tmp_path)
     with pytest.raises(ConfigError, match=r"MyNet\.arch: net\.onnx is a whole onnx model"):
-        load_trained(onnx_path, arch="WeiNet", network="MyNet")
+        ferxai.load_trained(onnx_path, arch="WeiNet", network="MyNet")
+    with pytest.raises(ConfigError, match="a state dict holds no architecture"):
+        load_trained(tmp_path / "model.pt", network="MyNet")
+    # the factory reads whole models too: the registry's load_trained is the one entry point
+    from ferxai.networks import load_trained as factory_load_trained
+
+    whole = factory_load_trained("MyOnnx", str(onnx_path), TORCH_SIZE, runtime="onnxruntime")
+    assert whole.format == "onnx" and whole.runtime == "onnxruntime"
 
 
 def test_the_config_refuses_bad_cards_before_any_job(tmp_path):

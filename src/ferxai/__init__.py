@@ -20,12 +20,13 @@ import importlib
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it (one stage package each, in the study's order)
+# name -> the module that defines it ("module:attribute" where its name there differs), one stage
+# package each, in the study's order
 _API = {
     "EXPRESSIONS": "ferxai.core.constants",
     "synthetic_faces": "ferxai.data.synth",
     "create_model": "ferxai.networks",
-    "load_trained": "ferxai.networks.loaders",
+    "load_trained": "ferxai.networks:load_model_file",
     "create_explainer": "ferxai.attribution",
     "landmarks_of": "ferxai.normalization.landmarks",
     "warp_to_canonical": "ferxai.normalization.warp",
@@ -42,7 +43,8 @@ __all__ = ["__version__", *_API]
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'ferxai' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
+    module, _, attribute = _API[name].partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -422,12 +422,12 @@ def _build_model(job: AttributeJob, device):
     from ferxai.networks import create_model, load_trained
     from ferxai.networks.model_card import is_whole_model
 
-    if job.weights and (job.card or is_whole_model(job.weights)):
+    if job.weights and is_whole_model(job.weights):
         return _whole_model(job, device)
-    external = job.weights and (job.arch or job.class_order)
-    if external:  # trained elsewhere: its architecture, its head's class order
+    external = job.weights and (job.arch or job.class_order or job.card)
+    if external:  # trained elsewhere: its architecture, its head's class order (a card: refused)
         model = load_trained(job.arch or job.model, job.weights, job.input_size, job.class_order,
-                             job.model)
+                             job.model, **(job.card or {}))
     else:
         model = create_model(job.arch or job.model, input_size=job.input_size)
     if job.weights and not external:
@@ -445,13 +445,12 @@ def _whole_model(job: AttributeJob, device):
     randomized twin redraws the file's weights from the seed."""
     import torch
 
+    from ferxai.networks import load_trained
     from ferxai.networks.capabilities import FORWARD, method_needs
-    from ferxai.networks.loaders import load_trained
 
     runtime = "auto" if method_needs(job.method) <= FORWARD else "torch"
-    model = load_trained(job.weights, arch=job.arch, runtime=runtime, network=job.model,
-                         randomize_seed=job.seed if job.randomize else None,
-                         input_size=job.input_size, class_order=job.class_order,
+    model = load_trained(job.model, job.weights, job.input_size, job.class_order, job.model,
+                         runtime=runtime, randomize_seed=job.seed if job.randomize else None,
                          device=str(device), **(job.card or {}))
     log.info("attribute: %s is a %s model on %s", job.model, model.format, model.runtime)
     if model.runtime == "onnxruntime":  # ONNX Runtime's CPU provider: the explainer stays there

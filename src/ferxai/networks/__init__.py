@@ -1,4 +1,5 @@
-"""Registry of the paper's twelve FER networks (timm-style ``create_model`` / ``list_models``).
+"""Networks stage (``workflow/rules/networks.smk``): the registry of the paper's twelve FER networks
+(timm-style ``create_model`` / ``list_models``), training, evaluation, models trained elsewhere.
 
 Every network takes RGB input scaled to [0, 1] of shape (B, 3, S, S) and returns (B, num_classes)
 logits. The four scratch networks are re-implemented in :mod:`ferxai.networks.scratch`; the eight
@@ -71,14 +72,34 @@ def load_trained(
     input_size: int | None = None,
     class_order=None,
     network: str | None = None,
+    **card,
 ):
     """Network ``name`` (one of the twelve or a timm architecture) with the weights of the file
     ``weights``, trained by ferxai or elsewhere, in eval mode, returning the six expressions'
     logits in ferxai's order. ``class_order``: the head's classes in its order (default ferxai's
-    six); classes other than the six are dropped. ``network`` names it in messages."""
-    from ferxai.networks.trained import adapt_state_dict
+    six); classes other than the six are dropped. ``network`` names it in messages.
+
+    A whole model (TorchScript, torch.export, ONNX, Keras: ``name`` only names it) is read by
+    :func:`ferxai.networks.loaders.load_trained` with its ``card`` (channels, layout, scale, mean,
+    std, output; and runtime, randomize_seed, device); a state dict takes no card."""
+    from ferxai.networks.model_card import CARD_KEYS, is_whole_model
 
     network = network or name
+    if is_whole_model(weights):
+        from ferxai.networks.loaders import load_trained as load_whole_model
+
+        return load_whole_model(weights, network=network, input_size=input_size,
+                                class_order=class_order, **card)
+    if card:
+        raise ConfigError(
+            f"networks.overrides.{network}.{sorted(card)[0]}: {weights} is a state dict, loaded "
+            f"into the ferxai architecture {name}, which takes ferxai's inputs (RGB in [0, 1]) and "
+            f"returns logits; {', '.join(CARD_KEYS)} describe whole models. Remove it, or export "
+            "the whole model (TorchScript, torch.export, ONNX) with its own input conventions "
+            "(docs/models.md)."
+        )
+    from ferxai.networks.trained import adapt_state_dict
+
     model = create_model(name, input_size=input_size)
     state = adapt_state_dict(model, weights, network, class_order)
     try:
@@ -91,3 +112,23 @@ def load_trained(
             "timm.create_model(arch, num_classes=N)."
         ) from exc
     return model.eval()
+
+
+def load_model_file(path, arch: str | None = None, network: str | None = None, **card):
+    """A model trained elsewhere, any format (state dict, TorchScript, torch.export, ONNX, Keras),
+    behind ferxai's interface: (N, 3, H, W) RGB in [0, 1] → the six expressions' logits (the
+    Python API's ``ferxai.load_trained(path, **card)``). ``arch``: a state dict's architecture
+    (default ``network``, default the file's name); ``card``: input_size, class_order and, for
+    whole models, channels, layout, scale, mean, std, output, runtime
+    (:func:`ferxai.networks.loaders.load_trained`)."""
+    from pathlib import Path
+
+    from ferxai.networks.model_card import is_whole_model
+
+    network = network or Path(path).stem
+    if is_whole_model(path):
+        if arch is not None:
+            card["arch"] = arch  # refused there, with the reason
+        return load_trained(network, str(path), network=network, **card)
+    size, order = card.pop("input_size", None), card.pop("class_order", None)
+    return load_trained(arch or network, str(path), size, order, network, **card)

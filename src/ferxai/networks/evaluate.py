@@ -62,19 +62,19 @@ def load_trained_model(network: str, weights: str | os.PathLike, input_size: int
                        device=None):
     """Build ``network`` and load a ``model.pt`` state dict (``weights_only=True``) into it; with
     ``arch``/``class_order``, weights trained elsewhere (:func:`ferxai.networks.load_trained`); a
-    whole model (TorchScript, torch.export, ONNX, Keras) or a ``card``:
-    :func:`ferxai.networks.loaders.load_trained` (ONNX on ONNX Runtime when installed)."""
+    whole model (TorchScript, torch.export, ONNX, Keras) with its ``card`` too (ONNX on ONNX
+    Runtime when installed)."""
     import torch
 
     from ferxai.networks import create_model, load_trained
     from ferxai.networks.model_card import is_whole_model
 
-    if card or is_whole_model(weights):
-        from ferxai.networks.loaders import load_trained as load_any
-
-        return load_any(weights, arch=arch, network=network, input_size=input_size,
-                        class_order=class_order, device=device and str(device),
-                        **(card or {}))
+    if is_whole_model(weights):  # the factory sends it to ferxai.networks.loaders
+        return load_trained(network, str(weights), input_size, class_order, network,
+                            device=device and str(device), **(card or {}))
+    if card:  # a state dict takes none: refused with the reason
+        return load_trained(arch or network, str(weights), input_size, class_order, network,
+                            **card)
     if arch or class_order:
         return load_trained(arch or network, str(weights), input_size, class_order, network)
     model = create_model(network, input_size=input_size)

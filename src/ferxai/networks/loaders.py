@@ -3,7 +3,8 @@
 The file type decides how a model is read (:data:`FORMATS`):
 
 * a **state dict** (``.pt``, ``.pth``, ``.safetensors``, anything else): loaded into a ferxai or
-  timm architecture (``arch``), :func:`ferxai.networks.load_trained`, as before;
+  timm architecture (``arch``) by the factory, :func:`ferxai.networks.load_trained`, as before
+  (which sends every other format here);
 * **TorchScript** (``.ts``, ``.torchscript``, or a ``.pt``/``.pth`` that is a TorchScript
   archive): ``torch.jit.load``;
 * a **torch.export program** (``.pt2``): ``torch.export.load(...).module()``;
@@ -33,7 +34,6 @@ from torch import nn
 
 from ferxai.core.errors import ConfigError
 from ferxai.networks.model_card import (
-    CARD_KEYS,
     LUMA,
     STATE_DICT,
     ModelCard,
@@ -265,12 +265,13 @@ def load_trained(
     device: str | None = None,
     **card,
 ) -> nn.Module:
-    """The model in ``path`` behind ferxai's interface, in eval mode: (N, 3, S, S) RGB in [0, 1]
-    → the six expressions' logits (N, 6), for the Python API and every method alike.
+    """The whole model in ``path`` behind ferxai's interface, in eval mode: (N, 3, S, S) RGB in
+    [0, 1] → the six expressions' logits (N, 6), for the Python API and every method alike
+    (:func:`ferxai.load_trained` and :func:`ferxai.networks.load_trained` take state dicts too).
 
     ``card``: ``input_size``, ``channels``, ``layout``, ``scale``, ``mean``, ``std``, ``output``,
-    ``class_order`` (:mod:`ferxai.networks.model_card`). ``arch``: the architecture of a state
-    dict (default ``network``). ``runtime`` (ONNX only): ``onnxruntime`` (forward passes: the
+    ``class_order`` (:mod:`ferxai.networks.model_card`). ``arch``: refused (a state dict's key).
+    ``runtime`` (ONNX only): ``onnxruntime`` (forward passes: the
     perturbation methods), ``torch`` (onnx2torch: every method) or ``auto`` (ONNX Runtime when
     installed). ``randomize_seed``: redraw the weights (the sanity check's randomized twin).
     ``device`` (``cpu``, ``cuda``): where the caller will run it (Keras places its variables and
@@ -287,8 +288,11 @@ def load_trained(
         raise ConfigError(f"{source}: no such file. Fix the path (relative paths are relative "
                           "to the working directory).")
     model_card = make_card(f"networks.overrides.{network}", **card)
-    if fmt == STATE_DICT:
-        return load_state_dict(path, arch or network, model_card, network, randomize_seed)
+    if fmt == STATE_DICT:  # the factory builds its architecture (and sends whole models here)
+        raise ConfigError(
+            f"{source}: a state dict holds no architecture; load it with "
+            "ferxai.load_trained(path, arch=...) or ferxai.networks.load_trained(arch, path)."
+        )
     if arch is not None:
         raise ConfigError(
             f"networks.overrides.{network}.arch: {path.name} is a whole {fmt} model, which "
@@ -316,27 +320,6 @@ def _declared_shape(core: nn.Module) -> list | None:
         return _declared_shape(core.inner) or None
     program_shape = getattr(core, "program_input_shape", None)
     return list(program_shape) if program_shape else None
-
-
-def load_state_dict(path, arch: str, card: ModelCard, network: str, seed=None) -> nn.Module:
-    """A state dict in a ferxai or timm architecture (:func:`ferxai.networks.load_trained`); its
-    card may only say ``input_size`` and ``class_order``."""
-    from ferxai import networks as models
-
-    default = ModelCard()
-    if any(getattr(card, k) != getattr(default, k) for k in CARD_KEYS):
-        raise ConfigError(
-            f"networks.overrides.{network}: {Path(path).name} is a state dict, loaded into the "
-            f"ferxai architecture {arch}, which takes ferxai's inputs (RGB in [0, 1]) and ends in "
-            "logits; the card keys channels, layout, scale, mean, std and output apply to whole "
-            "models. Remove them, or export the whole model (TorchScript, torch.export, ONNX) "
-            "with its own input conventions (docs/models.md)."
-        )
-    if seed is not None:
-        model = models.create_model(arch, input_size=card.input_size)
-        reset_layers(model, seed)
-        return model.eval()
-    return models.load_trained(arch, str(path), card.input_size, list(card.class_order), network)
 
 
 def _torchscript(path: Path, source: str) -> nn.Module:

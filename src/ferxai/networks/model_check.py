@@ -72,7 +72,7 @@ def _check(path: str, stamp, settings: tuple, methods: tuple, network: str) -> t
     fmt = model_format(path)
     if fmt == STATE_DICT:  # the architecture decides: checked by building it (jobs load it)
         report = {"format": fmt, "runtimes": ["torch"], "input_size": card.input_size}
-        _load(load_trained, path, values, where, network, "torch")
+        _load(None, path, values, where, network, "torch")
         return tuple(report.items())
     runtimes = _runtimes(fmt, methods)
     report: dict[str, Any] = {"format": fmt, "runtimes": runtimes}
@@ -110,6 +110,13 @@ def _runtimes(fmt: str, methods: tuple) -> list[str]:
 
 
 def _load(load_trained, path, values, where, network, runtime):
+    """The model as the jobs load it: the factory for a state dict, the loaders otherwise."""
+    if load_trained is None:
+        from ferxai.networks import load_trained as load_state_dict
+
+        order = values.get("class_order")
+        return load_state_dict(values.get("arch") or network, path, values.get("input_size"),
+                               list(order) if order else None, network)
     card = {k: values.get(k) for k in ("input_size", "class_order", "channels", "layout", "scale",
                                        "mean", "std", "output")}
     return load_trained(path, arch=values.get("arch"), runtime=runtime, network=network, **card)
