@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "tests" / "slurm"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 TEST_CONFIG = REPO / ".test" / "config.yaml"
-GPU_RULES = {"train", "evaluate", "attribute", "attribute_randomized"}
+GPU_RULES = {"train", "evaluate", "attribute", "attribute_randomized", "quality"}
 QUEUE_CPU_RULES = {
     "synth",
     "prepare_dataset",
