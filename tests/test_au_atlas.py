@@ -22,14 +22,14 @@ from ferxai.core.errors import ConfigError
 
 REQUIRED_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26, 27)
 # The IoU of each expression's atlas union with its published mask (docs/groundtruth.md explains
-# each gap: there the paper draws an AU differently from FACS, or differently per expression).
+# each gap, and `python bench/atlas_frontier.py` the pixel-level frontier against which they sit).
 DOCUMENTED_IOU = {
-    "Anger": 0.702,
+    "Anger": 0.752,
     "Disgust": 0.943,
-    "Fear": 0.771,
+    "Fear": 0.751,
     "Happiness": 0.960,
-    "Sadness": 0.758,
-    "Surprise": 0.740,
+    "Sadness": 0.751,
+    "Surprise": 0.895,
 }
 
 
@@ -92,10 +92,11 @@ def test_union_of_prototype_aus_against_the_published_masks(masks):
         assert value == pytest.approx(DOCUMENTED_IOU[name], abs=5e-4), name
     mean = float(np.mean(list(scores.values())))
     print(f"mean IoU {mean:.3f}")
-    # Better than the naive atlas (each AU = the union of the Ekman regions naming it: mean 0.79)
-    # while following FACS; Happiness and Disgust, which FACS and the paper agree on, stay close.
-    assert mean > 0.81
-    assert sum(value >= 0.75 for value in scores.values()) >= 4
+    # Issue 24: no expression below 0.75. The mean stays below the issue's 0.85: with FACS's
+    # regions (AU5/7/23 off the forehead, AU15 off the temples, the AU4 nose root, AU6's crow's
+    # feet, AU16's lower lip) 0.842 is what the published masks allow (docs/groundtruth.md).
+    assert min(scores.values()) >= 0.75
+    assert mean >= 0.84
     assert min(scores["Happiness"], scores["Disgust"]) > 0.94
 
 

@@ -1,6 +1,6 @@
 """CPU forward paths (ferxai.networks.forward): every path agrees with eager fp32 within 1e-4 in probability
 on real-ish inputs (synthetic faces with LIME-like hidden blocks), a path that disagrees or fails
-falls back to eager, and ``auto`` only pays for an export or compilation when the job repays it."""
+falls back to eager, and ``auto`` only pays for an export when the job repays it, by a rule."""
 
 from __future__ import annotations
 
@@ -97,32 +97,63 @@ def test_a_path_beyond_the_tolerance_or_failing_falls_back_to_eager(models, monk
         torch.testing.assert_close(path.forward(x), model(x), rtol=0, atol=0)
 
 
-def test_auto_is_channels_last_for_short_jobs_and_upgrades_for_long_ones(models, monkeypatch):
+def test_auto_is_channels_last_for_short_jobs_and_onnxruntime_when_the_job_repays_it(
+    models, monkeypatch
+):
     import ferxai.networks.forward as forward_module
 
     model, size = models["WeiNet"]
     x = faces(8, size)
     short = select_forward(model, x, "auto", expected_images=16)
-    assert short.name == "channels_last"
+    assert short.name == "channels_last" and short.record["path"] == "channels_last"
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        for _ in range(3):
-            short.forward(x)
-    assert not any(k.endswith("setup_s") for k in short.record)  # nothing exported or compiled
-    assert short.record["path"] == "channels_last"
-    # a long job: after two timed batches the first upgrade that pays is checked and tried
-    monkeypatch.setattr(forward_module, "_compiled", lambda m, batch: forward_module._eager(m))
+    assert "onnxruntime_setup_s" not in short.record  # nothing exported
+    rule = short.record["auto"]
+    assert rule["expected_images"] == 16 and rule["onnxruntime"] is False
+    if onnxruntime_available():
+        assert "do not repay" in rule["reason"]
+        long = select_forward(model, x, "auto", expected_images=10**7)
+        assert long.name == "onnxruntime" and long.record["auto"]["onnxruntime"] is True
+        with torch.inference_mode():
+            got = torch.softmax(long.forward(x), dim=1)
+        assert float((got - eager_probabilities(model, x)).abs().max()) <= 1e-4
+    # without ONNX Runtime a long job stays on channels_last, saying why
     monkeypatch.setattr(forward_module, "onnxruntime_available", lambda: False)
-    long = select_forward(model, x, "auto", expected_images=10**9)
-    with torch.inference_mode():
-        outputs = [long.forward(x) for _ in range(5)]
-    assert "compile_setup_s" in long.record and long.record["max_abs_dprob"]["compile"] <= 1e-4
-    # kept when its next batch ran faster, else rejected and channels_last again
-    assert long.record["path"] == "compile" or long.record["upgrades_rejected"] == ["compile"]
-    reference = eager_probabilities(model, x)
-    for out in outputs:
-        assert float((torch.softmax(out, dim=1) - reference).abs().max()) <= 1e-4
+    without = select_forward(model, x, "auto", expected_images=10**7)
+    assert without.name == "channels_last" and "not installed" in without.record["auto"]["reason"]
+
+
+def test_auto_is_a_rule_not_a_timing(models, monkeypatch):
+    """The same job gives the same choice however fast the machine is: reruns and resumed jobs
+    take the same path (bit-identical results)."""
+    import ferxai.networks.forward as forward_module
+
+    model, size = models["ResNet50"]
+    x = faces(4, size)
+    monkeypatch.setattr(forward_module, "onnxruntime_available", lambda: True)
+    rules = [forward_module.auto_rule(model, x, n) for n in (100, 100, 10**6)]
+    assert rules[0] == rules[1]
+    assert rules[0]["onnxruntime"] is False and rules[2]["onnxruntime"] is True
+    # the break-even follows the published rule: images x seconds x (1 - 1/gain) > set-up
+    seconds = 2 * rules[0]["multiply_adds"] / forward_module.NOMINAL_FLOPS
+    setup = forward_module.setup_estimate_s("onnxruntime", model)
+    gain = forward_module.UPGRADES["onnxruntime"][0]
+    even = setup / (seconds * (1 - 1 / gain))
+    assert not forward_module.auto_rule(model, x, int(even * 0.99))["onnxruntime"]
+    assert forward_module.auto_rule(model, x, int(even * 1.01) + 1)["onnxruntime"]
+
+
+def test_multiply_adds_counts_convolutions_and_linear_layers():
+    from ferxai.networks.forward import multiply_adds
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),            # 8 x 10 x 10 outputs x 27
+        torch.nn.Conv2d(8, 8, 3, stride=2, groups=4),   # 8 x 4 x 4 outputs x (2 x 9)
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 4 * 4, 6),                  # 6 x 128
+    )
+    assert multiply_adds(net, torch.zeros(5, 3, 10, 10)) == 800 * 27 + 128 * 18 + 6 * 128
 
 
 def test_pays_rule():

@@ -7,6 +7,7 @@ results of an uninterrupted job. The same faults on a real SLURM: tests/test_slu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 import ferxai.attribution.attribute as attribute_cli
 from ferxai.core.io import read_stack, write_stack
+from ferxai.networks.forward import onnxruntime_available
 from tests import test_attribute_cli
 
 run = test_attribute_cli.run
@@ -60,6 +62,37 @@ def test_stopped_attribution_resumes_after_the_images_done(
     assert "2 of 3 images already explained, 1 to go" in caplog.text
     assert out.read_bytes() == reference.read_bytes()
     assert not partial.exists()
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime/onnx not installed")
+def test_auto_forward_path_is_recorded_and_the_same_on_resume_and_rerun(
+    job_files, tmp_path, monkeypatch
+):
+    """cpu_forward: auto (the default) takes ONNX Runtime when the stack's forward passes repay
+    the export, by a rule: the first attempt, the resumed one and a rerun all take it, and the
+    stacks are byte-identical. (NOMINAL_FLOPS lowered so that this small job repays it.)"""
+    import ferxai.networks.forward as forward_module
+
+    monkeypatch.setattr(forward_module, "NOMINAL_FLOPS", 1e6)
+    monkeypatch.setattr(attribute_cli, "IMAGES_PER_CHUNK", 1)
+    reference = tmp_path / "reference" / "Fear.h5"
+    assert run(job_files, reference) == 0
+    attrs = read_stack(reference).attrs
+    assert attrs["forward_path"] == "onnxruntime"
+    rule = attrs["forward_auto_rule"]
+    rule = json.loads(rule) if isinstance(rule, str) else rule
+    assert rule["onnxruntime"] is True and rule["expected_images"] == 3 * 24  # images x samples
+    assert attrs["forward_batch"] >= 8
+    rerun = tmp_path / "rerun" / "Fear.h5"
+    assert run(job_files, rerun) == 0
+    assert rerun.read_bytes() == reference.read_bytes()
+    out = tmp_path / "Fear.h5"
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 1)
+        with pytest.raises(SystemExit):
+            run(job_files, out)
+    assert run(job_files, out) == 0
+    assert out.read_bytes() == reference.read_bytes()
 
 
 def test_resume_file_of_other_settings_is_ignored(job_files, tmp_path, monkeypatch, caplog):

@@ -243,7 +243,8 @@ def _explain_positives(job, settings, positives, paths, attrs, keep_resume=False
     device = select_device(job.device)
     model = load_model(job, device)
     explainer = create_explainer(job.method, model, **settings)
-    identity = _resume_identity(job, settings, positives, attrs["checkpoint_sha256"])
+    forward = _plan_forward(explainer, job, paths, len(positives))
+    identity = _resume_identity(job, settings, positives, attrs["checkpoint_sha256"], forward)
     chunks = _load_resume(job, identity, len(positives))
     first = sum(len(c["probabilities"]) for c in chunks)
     label = f"attribute {job.method} {job.model} fold {job.fold} {job.expression}"
@@ -275,6 +276,9 @@ def _explain_positives(job, settings, positives, paths, attrs, keep_resume=False
             job.positives,
         )
     attrs.update(settings=settings, precision=explainer.precision, device=str(device))
+    if forward is not None:  # which CPU forward path made the maps, and why (cpu_forward: auto)
+        attrs.update(forward_path=forward["path"], forward_batch=forward["batch"],
+                     forward_auto_rule=forward["auto_rule"])
     attrs["empty"] = False
     fidelity = [c["bf16_max_prob_diff"] for c in chunks if c["bf16_max_prob_diff"] is not None]
     if fidelity:
@@ -292,9 +296,31 @@ def _explain_positives(job, settings, positives, paths, attrs, keep_resume=False
     return stack
 
 
-def _resume_identity(job: AttributeJob, settings, positives, checkpoint_sha256: str) -> str:
-    """What a resume file must match: everything that decides the maps of the stack."""
+def _plan_forward(explainer, job: AttributeJob, paths, total: int) -> dict | None:
+    """The explainer's CPU forward path, chosen before any image is explained (LIME in fp32 on
+    the CPU; others have none): on the stack's first images and for its whole size, so that the
+    first attempt, a resumed one and a rerun all choose alike (``cpu_forward: auto`` is a rule)."""
+    plan = getattr(explainer, "plan_forward", None)
+    if plan is None or not getattr(explainer, "cpu_path_pending", False) or not total:
+        return None
+    import torch
+
+    from ferxai.data.images import load_batch
+
+    first = torch.from_numpy(load_batch(paths[:IMAGES_PER_CHUNK], job.input_size))
+    expected = total * explainer.settings["num_samples"]
+    record = plan(first, expected)
+    # What the stack records: the deterministic part (the record's timings differ run to run).
+    return {"path": record["path"], "batch": explainer.batch_size_for(first, expected),
+            "auto_rule": record.get("auto")}
+
+
+def _resume_identity(job: AttributeJob, settings, positives, checkpoint_sha256: str,
+                     forward: dict | None = None) -> str:
+    """What a resume file must match: everything that decides the maps of the stack, the CPU
+    forward path included (ONNX Runtime and oneDNN agree only to ~1e-8)."""
     key = {
+        "forward_path": None if forward is None else forward.get("path"),
         "method": job.method,
         "settings": settings,
         "model": job.model,

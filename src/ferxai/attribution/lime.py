@@ -125,11 +125,9 @@ class LimeExplainer:
         seeds = _default_seeds(self.settings["seed"], n_images, seeds)
         target = torch.as_tensor(target, dtype=torch.long).reshape(n_images)
         num_samples = self.settings["num_samples"]
-        batch_size = self.settings["batch_size"] or auto_batch_size(
-            self.forward, tuple(images.shape[1:]), self.device, num_samples * n_images
-        )
+        batch_size = self.batch_size_for(images, num_samples * n_images)
         if self.cpu_path_pending and n_images:
-            self._choose_cpu_forward(images, batch_size, n_images * num_samples)
+            self.plan_forward(images, n_images * num_samples, batch_size)
         # Enough images per group to fill a forward batch: small models see several images at once.
         group = max(1, math.ceil(batch_size / num_samples))
         progress = ProgressLog("lime", n_images)
@@ -149,16 +147,32 @@ class LimeExplainer:
         log.info("%s (batch %d, %s)", progress.summary(), batch_size, self.precision)
         return _concatenate(results, images.shape[-2:])
 
-    def _choose_cpu_forward(self, images: torch.Tensor, batch_size: int, expected: int) -> None:
-        """The CPU forward path for this explainer, checked on LIME-like perturbations of the
-        first images (``expected``: forward images of this call, the job's at least)."""
+    def plan_forward(self, images: torch.Tensor, expected_images: int,
+                     batch_size: int | None = None) -> dict | None:
+        """Choose the CPU forward path now (fp32 on the CPU; else nothing to choose): checked on
+        LIME-like perturbations of ``images``, ``cpu_forward: auto`` weighing an export against
+        ``expected_images`` forward passes. The attribution job calls it with the first images
+        and size of the whole stack, so a resumed job makes the same choice; otherwise the first
+        :meth:`explain` call does, with its own. Returns the record (also ``forward_record``)."""
         from ferxai.networks.forward import perturbed_examples, select_forward
 
-        example = perturbed_examples(images, min(batch_size, expected), self.settings["seed"],
-                                     self.settings["hide_color"])
-        path = select_forward(self.model, example, self.settings["cpu_forward"], expected)
+        if not self.cpu_path_pending:
+            return self.forward_record
+        batch_size = batch_size or self.batch_size_for(images)
+        example = perturbed_examples(images, min(batch_size, expected_images),
+                                     self.settings["seed"], self.settings["hide_color"])
+        path = select_forward(self.model, example, self.settings["cpu_forward"], expected_images)
         self.forward = softmax_forward(self.model, self.precision, logits_fn=path.forward)
         self.forward_record, self.cpu_path_pending = path.record, False
+        return self.forward_record
+
+    def batch_size_for(self, images: torch.Tensor, expected_images: int | None = None) -> int:
+        """The forward batch: the ``batch_size`` setting, else a pixel budget on the CPU (a rule:
+        the same on every run) or a memory probe on a GPU."""
+        limit = expected_images or self.settings["num_samples"] * len(images)
+        return self.settings["batch_size"] or auto_batch_size(
+            self.forward, tuple(images.shape[1:]), self.device, limit
+        )
 
     def _segment_async(
         self,

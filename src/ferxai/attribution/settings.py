@@ -35,7 +35,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "keep": "positive",
         "batch_size": None,
         "precision": "auto",
-        "cpu_forward": "channels_last",
+        "cpu_forward": "auto",
         "seed": 0,
     },
     # --- captum, gradients
@@ -141,7 +141,7 @@ def check_method(method: str) -> str:
 
 
 def job_settings(method: str, settings: dict[str, Any], precision: str,
-                 cpu_forward: str = "channels_last") -> dict[str, Any]:
+                 cpu_forward: str = "auto") -> dict[str, Any]:
     """A job's settings: the config block of ``method`` plus the run's ``precision`` and
     ``cpu_forward`` for the methods that take them (LIME; captum's paths stay in fp32 eager and
     reject the keys)."""

@@ -31,7 +31,7 @@ COUNT_COLUMNS = ("expression", "available", "selected", "requested")
 TABLE_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 _EVAL_DEFAULTS = {"input_size": None, "device": "auto", "precision": "auto", "batch_size": 64,
-                  "cpu_forward": "channels_last"}
+                  "cpu_forward": "auto"}
 
 
 # ---------------------------------------------------------------------------------- evaluate

@@ -12,12 +12,12 @@ fp32. :func:`select_forward` maps the ``cpu_forward`` setting onto it:
 
 * ``eager``: the model as it is, nothing checked (zero cost);
 * ``channels_last`` / ``onnxruntime`` / ``compile``: that path if it agrees with eager, else eager;
-* ``auto``: ``channels_last`` when it agrees with eager (free: no export, no compilation; not
-  chosen by timing), run by :class:`AutoForward`, which times the job's own first batches and
-  then tries the first of :data:`UPGRADES` (ONNX Runtime when installed, else ``compile``) whose
-  set-up the rest of the job repays: ``images_to_go x seconds_per_image x (1 - 1 / gain) >
-  estimated set-up seconds`` (:func:`pays`). An upgrade is kept only if it agrees with eager and
-  its own next batch runs faster; nothing is run twice, so short jobs pay only for the check.
+* ``auto`` (the default): ONNX Runtime when it is installed and the job's forward passes repay
+  its export by a fixed rule (:func:`auto_rule`: the network's multiply-adds at
+  :data:`NOMINAL_FLOPS` against :func:`setup_estimate_s`, :func:`pays`), else ``channels_last``;
+  each checked against eager like the others. A rule and not a timing, so a rerun or a resumed
+  job takes the same path and gives bit-identical results; the rule's inputs and answer are in
+  the record (``record["auto"]``), which LIME writes into its stacks.
 
 A compiled forward has one fixed batch size (the example's): smaller batches are padded and larger
 ones split, so the last, partial batch of a job never triggers a second compilation. Everything
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,11 @@ UPGRADES = {
     "onnxruntime": (1.3, 0.5, 0.02, 0.01),
     "compile": (1.1, 5.0, 0.25, 0.0),
 }
+# fp32 FLOP/s that ``auto`` assumes to estimate a job's forward time from its multiply-adds. The
+# development VM's oneDNN / ONNX Runtime ran the 12 networks at 1-4e11 (WeiNet at 40 px:
+# 0.5 GFLOP an image at ~600 images/s); the low end makes the export look worth it a little
+# sooner, which costs at most a second where it is wrong.
+NOMINAL_FLOPS = 1.5e11
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -299,7 +305,12 @@ def choose_forward_path(
 
 def select_forward(model: torch.nn.Module, example_batch: torch.Tensor, choice: str,
                    expected_images: int | None = None) -> ForwardPath:
-    """The ``cpu_forward`` setting applied to ``model`` (see the module docstring)."""
+    """The ``cpu_forward`` setting applied to ``model`` (see the module docstring).
+
+    ``expected_images``: the forward passes the whole job will make (LIME: its images times
+    ``num_samples``), what ``auto`` weighs an export against; pass the same number on a resume as
+    on the first attempt, so that both take the same path.
+    """
     choice = check_choice(choice)
     if getattr(model, "fixed_forward", False):  # a model on its own runtime (ONNX Runtime)
         return ForwardPath("model", model.eval(), {"path": "model", "checked": False,
@@ -310,103 +321,69 @@ def select_forward(model: torch.nn.Module, example_batch: torch.Tensor, choice: 
     if choice != "auto":  # compile is built for the job's batch size
         example = example_batch if choice == "compile" else check
         return choose_forward_path(model, example, ("eager", choice), repeats=0)
-    path = choose_forward_path(model, check, ("eager", "channels_last"), repeats=0)
-    if expected_images is None:
-        return path
-    path.forward = AutoForward(model, path, check, expected_images)
+    rule = auto_rule(model, check, expected_images)
+    candidates = ("eager", "channels_last", "onnxruntime") if rule["onnxruntime"] else (
+        "eager", "channels_last")
+    path = choose_forward_path(model, check, candidates, repeats=0)  # the last that passes
+    path.record["auto"] = rule
     return path
 
 
-class AutoForward:
-    """``auto`` after the check: the checked path for the job's first batches, timed; then the
-    first of :data:`UPGRADES` whose set-up the rest of the job repays (:func:`pays`), checked
-    against eager on the same images and kept if its next batches run faster. The timing comes
-    from the job's own batches (nothing is run twice), so short jobs pay for nothing but the check.
+def auto_rule(model: torch.nn.Module, example: torch.Tensor,
+              expected_images: int | None) -> dict[str, Any]:
+    """Whether ``auto`` exports ``model`` to ONNX Runtime for a job of ``expected_images``
+    forward passes, and why: ``{"onnxruntime": bool, "reason", ...the rule's inputs}``.
+
+    A rule, not a timing: the same model, input size and job size give the same answer on every
+    run, so a rerun or a resumed job takes the same path and its results stay bit-identical
+    (a timed choice would flip between runs near the threshold). ONNX Runtime was the fastest
+    path on 11-12 of the 12 networks at every size measured (docs/benchmarks.md); what decides is
+    whether the job's forward passes repay the export (:func:`pays`), with the job's cost
+    estimated from the network's multiply-adds at :data:`NOMINAL_FLOPS`.
     """
+    rule: dict[str, Any] = {"onnxruntime": False, "expected_images": expected_images}
+    if expected_images is None:
+        rule["reason"] = "job size unknown"
+        return rule
+    if not onnxruntime_available():
+        rule["reason"] = "onnxruntime/onnx not installed (extra ferxai[onnx])"
+        return rule
+    macs = multiply_adds(model, example[:1])
+    seconds = 2.0 * macs / NOMINAL_FLOPS
+    setup = setup_estimate_s("onnxruntime", model)
+    gain = UPGRADES["onnxruntime"][0]
+    rule.update(multiply_adds=macs, estimated_ms_per_image=round(seconds * 1e3, 4),
+                estimated_setup_s=round(setup, 2),
+                onnxruntime=pays(expected_images, seconds, setup, gain))
+    rule["reason"] = (
+        f"{expected_images} images at ~{seconds * 1e3:.2f} ms each "
+        f"{'repay' if rule['onnxruntime'] else 'do not repay'} a ~{setup:.1f} s export"
+    )
+    return rule
 
-    def __init__(self, model: torch.nn.Module, path: ForwardPath, check: torch.Tensor,
-                 expected_images: int) -> None:
-        self.model, self.check, self.reference = model, check, path.reference
-        self.record, self.remaining = path.record, expected_images
-        self.current, self.name, self.previous = path.forward, path.name, None
-        self.calls, self.state = 0, "timing"  # timing -> trial (an upgrade on probation) -> done
-        self.seconds = self.images = 0.0
-        self.baseline = 0.0  # seconds per image of the path before the upgrade
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.state == "done":
-            return self.current(x)
-        start = time.perf_counter()
-        out = self.current(x)
-        took = time.perf_counter() - start
-        self.calls += 1
-        self.remaining -= x.shape[0]
-        if self.calls >= 2:  # the first call of a path at a batch size is its warm-up
-            self.seconds += took
-            self.images += x.shape[0]
-            if self.state == "timing":
-                self._upgrade(x.shape[0])
-            else:
-                self._judge()
-        return out
+def multiply_adds(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Multiply-adds of one image through the convolutions and linear layers of ``model``
+    (what its CPU time scales with), counted by hooks on one forward pass of ``example``."""
+    total = 0
 
-    def _upgrade(self, batch: int) -> None:
-        per_image = self.seconds / self.images
-        self.record[f"{self.name}_ms_per_image"] = round(per_image * 1e3, 3)
-        self.state = "done"
-        for name in UPGRADES:
-            if name == "onnxruntime" and not onnxruntime_available():
-                self.record["onnxruntime_skipped"] = "onnxruntime/onnx not installed"
-                continue
-            gain, estimate = UPGRADES[name][0], setup_estimate_s(name, self.model)
-            self.record[f"{name}_estimate_s"] = round(estimate, 1)
-            if not pays(self.remaining, per_image, estimate, gain):
-                continue
-            log.info("cpu forward: %d images to go at %.2f ms each: trying %s (~%.0f s to set up)",
-                     self.remaining, per_image * 1e3, name, estimate)
-            forward = self._checked(name, batch)
-            if forward is not None:
-                self.previous, self.current, self.baseline = self.current, forward, per_image
-                self.name, self.state, self.calls = name, "trial", 0
-                self.seconds = self.images = 0.0
-                return
+    def count(module: torch.nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+        else:
+            per_output = module.in_features
+        total += output[0].numel() * per_output
 
-    def _checked(self, name: str, batch: int) -> Forward | None:
-        """Path ``name`` built for ``batch`` and checked on the checked images, else None."""
-        started = time.perf_counter()
-        try:
-            example = self.check[torch.arange(batch) % self.check.shape[0]]
-            forward = build_path(self.model, name, example)
-            with torch.inference_mode():
-                delta = float((_probabilities(forward(self.check)) - self.reference).abs().max())
-        except Exception as exc:  # a backend that cannot build this network: keep the current
-            self.record["errors"][name] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            log.warning("forward path %s failed (%s); not used.", name, type(exc).__name__)
-            return None
-        self.record["max_abs_dprob"][name] = delta
-        self.record[f"{name}_setup_s"] = round(time.perf_counter() - started, 2)
-        if not delta <= self.record["tolerance"]:
-            log.warning("forward path %s differs from eager fp32 by %.3g in probability (> %.0e); "
-                        "not used.", name, delta, self.record["tolerance"])
-            if self.name == "channels_last":  # building may have changed the model's format
-                self.current = build_path(self.model, "channels_last", self.check)
-            return None
-        return forward
-
-    def _judge(self) -> None:
-        """After the upgrade's first timed batch: keep it if it is faster, else go back."""
-        per_image = self.seconds / self.images
-        self.record[f"{self.name}_ms_per_image"] = round(per_image * 1e3, 3)
-        self.state = "done"
-        if per_image < self.baseline:
-            self.record["path"] = self.name
-            log.info("cpu forward path: %s (%.2f ms per image, was %.2f)", self.name,
-                     per_image * 1e3, self.baseline * 1e3)
-            return
-        self.record.setdefault("upgrades_rejected", []).append(self.name)
-        self.current, self.name = self.previous, self.record["path"]
-        if self.name == "channels_last":
-            self.current = build_path(self.model, "channels_last", self.check)
+    kinds = (torch.nn.Conv2d, torch.nn.Linear)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            model(example[:1].to(torch.float32))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return int(total)
 
 
 def onnxruntime_available() -> bool:
