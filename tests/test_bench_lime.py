@@ -58,12 +58,14 @@ def test_tiny_run_writes_rows_and_agrees_with_lime(tmp_path, capsys):
     for row in saved:
         for key in ("lime_package_s", "ferxai_s", "speedup", "bare_forward_s",
                     "ferxai_over_bare_forward", "ferxai_over_bare_forward_cpu",
-                    "weights_max_abs_diff", "forward_path", "ferxai_batch_size"):
+                    "weights_max_abs_diff", "forward_path", "ferxai_batch_size",
+                    "lime_bare_forward_s", "forward_speedup_needed_for_2x"):
             assert key in row, key
         assert row["size"] == 32 and row["samples"] == 12 and row["ferxai_batch_size"] == 8
         assert row["forward_batches"] == 2
         assert row["weights_max_abs_diff"] <= 1e-6
         assert row["lime_package_s"] > 0 and row["bare_forward_s"] > 0
+        assert row["lime_bare_forward_s"] > 0 and row["forward_speedup_needed_for_2x"] > 0
     assert saved[1]["forward_path"] == "channels_last"
     table = capsys.readouterr().out
     assert "| network | px | samples | lime s |" in table

@@ -1,7 +1,7 @@
 """The fastest verified forward path on the CPU: eager fp32, ``channels_last``, ONNX Runtime or
 ``torch.compile``.
 
-Evaluation and LIME run the same network on thousands of batches; on an AVX2 CPU (no bf16) the
+Evaluation and LIME run the same network on thousands of batches; on a CPU in fp32 the
 wins are the memory format (``channels_last``: oneDNN's NHWC kernels), ONNX Runtime on an export
 of the network (optional packages ``onnxruntime`` + ``onnx``, extra ``ferxai[onnx]``) and inductor
 (``torch.compile`` with freezing: weights folded into the graph). :func:`choose_forward_path`
@@ -44,8 +44,8 @@ PATHS = ("eager", "channels_last", "compile", "onnxruntime")
 CHOICES = ("auto", *PATHS)
 TOLERANCE = 1e-4
 CHECK_BATCH = 16  # images select_forward checks a path on (compile: built for the job's batch)
-# What ``auto`` may add on top of channels_last, in order of preference: (speed-up over
-# channels_last, set-up seconds: base, per conv/linear layer, per million parameters). A cost model
+# The paths with a set-up cost: (speed-up over channels_last, set-up seconds: base, per
+# conv/linear layer, per million parameters); ``auto`` weighs only ONNX Runtime. A cost model
 # from bench/forward_paths.py on the 2-core development VM (docs/benchmarks.md), on the cautious
 # side: ONNX Runtime was 0.8-2.7x channels_last at the demo's sizes (median 1.35; 1.4-3.6x at
 # 224 px) after a 0.2-1.3 s export on a quiet machine (up to 14 s under load); inductor was
