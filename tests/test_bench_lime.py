@@ -1,4 +1,5 @@
-"""bench/lime_vs_lime_package.py at tiny settings: rows, JSON fields, agreement with lime."""
+"""bench/lime_vs_lime_package.py and bench/lime_forward_floor.py at tiny settings: rows, JSON fields,
+agreement with lime."""
 
 from __future__ import annotations
 
@@ -70,3 +71,19 @@ def test_tiny_run_writes_rows_and_agrees_with_lime(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| network | px | samples | lime s |" in table
     assert table.count("| SilNet | 32 | 12 |") == 2
+
+
+def test_forward_floor_ranks_every_path_against_limes_forward(capsys):
+    pytest.importorskip("onnxruntime")
+    spec = importlib.util.spec_from_file_location(
+        "lime_forward_floor", REPO / "bench" / "lime_forward_floor.py"
+    )
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    floor.main(["--networks", "SilNet:32", "--images", "16", "--rounds", "1", "--batches", "8",
+                "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "SilNet at 32 px" in out and "1.00x  lime (plain model, NHWC, batch 10)" in out
+    for label in ("eager NCHW, batch 8", "channels-last weights, batch 8",
+                  "ONNX Runtime, batch 8", "ONNX Runtime, 1 single-thread streams, batch 8"):
+        assert label in out
