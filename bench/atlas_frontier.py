@@ -22,9 +22,8 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ferxai.comparison.au_atlas import atlas_masks, iou, prototype_aus, prototype_masks
-from ferxai.comparison.groundtruth import draw_masks, load_spec
+from ferxai.comparison.groundtruth import draw_masks, load_masks, load_spec
 from ferxai.core.constants import EXPRESSIONS
-from ferxai.core.io import read_png_gray
 
 FLOOR = 0.75
 
@@ -89,8 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=Path(default))
     args = parser.parse_args()
-    pub = np.stack([read_png_gray(args.reference / "ekman_gt" / f"{e}_gt.png") > 127
-                    for e in EXPRESSIONS])
+    published = load_masks(args.reference / "ekman_gt")
+    pub = np.stack([published[e] for e in EXPRESSIONS])
     unions = prototype_masks(atlas_masks())
     show("shipped atlas", [iou(unions[e], pub[i]) for i, e in enumerate(EXPRESSIONS)])
 

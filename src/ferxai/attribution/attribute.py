@@ -306,8 +306,10 @@ def _plan_forward(explainer, job: AttributeJob, paths, total: int) -> dict | Non
     import torch
 
     from ferxai.data.images import load_batch
+    from ferxai.networks.forward import CHECK_BATCH
 
-    first = torch.from_numpy(load_batch(paths[:IMAGES_PER_CHUNK], job.input_size))
+    # the path is checked on (perturbations of) at most CHECK_BATCH images: load only those
+    first = torch.from_numpy(load_batch(paths[:CHECK_BATCH], job.input_size))
     expected = total * explainer.settings["num_samples"]
     record = plan(first, expected)
     # What the stack records: the deterministic part (the record's timings differ run to run).

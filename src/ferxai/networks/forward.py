@@ -233,7 +233,6 @@ def choose_forward_path(
     example_batch: torch.Tensor,
     candidates: Sequence[str] = ("eager", "channels_last"),
     tolerance: float = TOLERANCE,
-    expected_images: int | None = None,
     repeats: int = 1,
 ) -> ForwardPath:
     """The fastest of ``candidates`` that agrees with eager fp32 on ``example_batch``.
@@ -241,9 +240,9 @@ def choose_forward_path(
     Every candidate is called once on ``example_batch`` (float32 NCHW, the job's real inputs) and
     compared with eager fp32 (max |Δ probability| <= ``tolerance``), then timed ``repeats`` more
     times (median images/s in the record); ``repeats=0`` skips the timing and takes the last
-    verified candidate in ``candidates`` order (listing a path last prefers it). ``compile`` is
-    and ``onnxruntime`` are only tried when ``expected_images`` is None (always) or :func:`pays`
-    says they repay their estimated set-up time over that many images. Returns eager when nothing else passes.
+    verified candidate in ``candidates`` order (listing a path last prefers it): whether an
+    export pays is :func:`auto_rule`'s question, asked before. Returns eager when nothing else
+    passes.
     """
     for name in candidates:
         if name not in PATHS:
@@ -264,15 +263,6 @@ def choose_forward_path(
     for name in candidates:
         if name == "eager":
             continue
-        if name in UPGRADES and expected_images is not None:
-            best = min(seconds.values()) / batch
-            estimate = setup_estimate_s(name, model)
-            if not pays(expected_images, best, estimate, UPGRADES[name][0]):
-                record[f"{name}_skipped"] = (
-                    f"{expected_images} images at {best * 1e3:.2f} ms each would save less than "
-                    f"its ~{estimate:.0f} s set-up"
-                )
-                continue
         try:
             forward = build_path(model, name, x)
         except Exception as exc:
